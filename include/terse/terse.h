@@ -1,0 +1,11 @@
+/* terse: compressed collectives for data-parallel training. The one header users include. */
+#ifndef TERSE_H
+#define TERSE_H
+
+#include <terse/api.h>
+#include <terse/status.h>
+#include <terse/types.h>
+#include <terse/comm.h>
+#include <terse/coll.h>
+
+#endif

@@ -1,0 +1,192 @@
+#include "config.h"
+
+#include "log.h"
+
+#include <terse/comm.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+extern char **environ;
+
+typedef enum { CFG_INT, CFG_DOUBLE, CFG_SIZE, CFG_STRING, CFG_LOGLEVEL } cfg_type_t;
+
+typedef struct cfg_entry {
+    const char *name;
+    const char *dflt;
+    cfg_type_t type;
+    size_t offset;
+    size_t size; /* strings: capacity */
+    const char *doc;
+} cfg_entry_t;
+
+#define FIELD(f) offsetof(terse__config_t, f), sizeof(((terse__config_t *)0)->f)
+
+/* The one table of TERSE_* variables. README's configuration table mirrors it. */
+static const cfg_entry_t cfg_table[] = {
+    {"TERSE_LOG_LEVEL", "warn", CFG_LOGLEVEL, FIELD(log_level),
+     "error|warn|info|debug|trace"},
+    {"TERSE_TIMEOUT", "60", CFG_DOUBLE, FIELD(timeout),
+     "seconds a collective waits for a peer before TERSE_ERR_TIMEOUT"},
+    {"TERSE_PROGRESS_THREAD", "0", CFG_INT, FIELD(progress_thread),
+     "1: a background thread drives UCX progress"},
+    {"TERSE_HOST_ID", "", CFG_STRING, FIELD(host_id),
+     "host identity for local ranks (default hostname + boot id); tests use it to emulate hosts"},
+    {"TERSE_PROTOCOL", "auto", CFG_STRING, FIELD(protocol),
+     "auto|tag|rma: how large messages travel"},
+    {"TERSE_ALLREDUCE_ALGO", "auto", CFG_STRING, FIELD(allreduce_algo),
+     "auto|recursive_doubling|ring|rabenseifner: dense allreduce algorithm"},
+    {"TERSE_SMALL_MSG_BYTES", "65536", CFG_SIZE, FIELD(small_msg_bytes),
+     "dense allreduce below this many bytes uses recursive doubling"},
+    {"TERSE_EAGER_HDR_BYTES", "8192", CFG_SIZE, FIELD(eager_hdr_bytes),
+     "payloads up to this size share one message with their header"},
+    {"TERSE_CHUNK_BYTES", "1048576", CFG_SIZE, FIELD(chunk_bytes),
+     "pipeline chunk size of large collectives"},
+    {"TERSE_COMPRESSED_ALGO", "auto", CFG_STRING, FIELD(compressed_algo),
+     "auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense"},
+    {"TERSE_NONFINITE_PASSTHROUGH", "0", CFG_INT, FIELD(nonfinite_passthrough),
+     "1: compress NaN/Inf like other values instead of failing with TERSE_ERR_NONFINITE"},
+    {"TERSE_SIMD", "auto", CFG_STRING, FIELD(simd), "auto|avx512|avx2|scalar: kernel dispatch"},
+    {"TERSE_BIND", "auto", CFG_STRING, FIELD(bind),
+     "auto|none|<cpulist>: where progress/compression threads run"},
+    {"TERSE_HIERARCHY", "none", CFG_STRING, FIELD(hierarchy),
+     "none|node: reduce within a host before compressing between hosts"},
+    {"TERSE_RANK", "", CFG_STRING, FIELD(rank_env), "rank for the environment rendezvous"},
+    {"TERSE_SIZE", "", CFG_STRING, FIELD(size_env), "rank count for the environment rendezvous"},
+    {"TERSE_ROOT_ADDR", "", CFG_STRING, FIELD(root_addr),
+     "host:port where rank 0 listens for the environment rendezvous"},
+};
+
+static terse__config_t cfg;
+static pthread_once_t cfg_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int parse_level(const char *v)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug", "trace"};
+    for (int i = 0; i < 5; i++) {
+        if (strcasecmp(v, names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Sizes accept k/m/g suffixes (powers of two). */
+static int parse_size(const char *v, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': x <<= 10; end++; break;
+    case 'm': case 'M': x <<= 20; end++; break;
+    case 'g': case 'G': x <<= 30; end++; break;
+    default: break;
+    }
+    if (*end != '\0')
+        return -1;
+    *out = (size_t)x;
+    return 0;
+}
+
+static int apply(const cfg_entry_t *e, const char *v)
+{
+    char *p = (char *)&cfg + e->offset;
+    char *end;
+    switch (e->type) {
+    case CFG_INT: {
+        long x = strtol(v, &end, 10);
+        if (end == v || *end)
+            return -1;
+        *(int *)p = (int)x;
+        return 0;
+    }
+    case CFG_DOUBLE: {
+        double x = strtod(v, &end);
+        if (end == v || *end || x < 0)
+            return -1;
+        *(double *)p = x;
+        return 0;
+    }
+    case CFG_SIZE:
+        return parse_size(v, (size_t *)p);
+    case CFG_LOGLEVEL: {
+        int l = parse_level(v);
+        if (l < 0)
+            return -1;
+        *(int *)p = l;
+        return 0;
+    }
+    case CFG_STRING:
+        if (strlen(v) >= e->size)
+            return -1;
+        strcpy(p, v);
+        return 0;
+    }
+    return -1;
+}
+
+static void load(void)
+{
+    const size_t n = sizeof(cfg_table) / sizeof(cfg_table[0]);
+    memset(&cfg, 0, sizeof(cfg));
+    for (size_t i = 0; i < n; i++)
+        apply(&cfg_table[i], cfg_table[i].dflt);
+    /* The log level first so that warnings below obey it. */
+    for (size_t i = 0; i < n; i++) {
+        const char *v = getenv(cfg_table[i].name);
+        if (v && apply(&cfg_table[i], v) != 0) {
+            apply(&cfg_table[i], cfg_table[i].dflt);
+            terse__log(TERSE_LOG_LEVEL_WARN, __FILE__, __LINE__,
+                       "invalid value '%s' for %s, using default '%s' (%s)", v, cfg_table[i].name,
+                       cfg_table[i].dflt, cfg_table[i].doc);
+        }
+    }
+    terse__log_level_current = cfg.log_level;
+    for (char **env = environ; env && *env; env++) {
+        if (strncmp(*env, "TERSE_", 6) != 0)
+            continue;
+        size_t len = strcspn(*env, "=");
+        int known = 0;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strlen(cfg_table[i].name) == len && !strncmp(cfg_table[i].name, *env, len);
+        /* Test and launcher helpers may add their own TERSE_TEST_* variables. */
+        if (!known && strncmp(*env, "TERSE_TEST_", 11) != 0)
+            terse_log_warn("unknown environment variable %.*s ignored", (int)len, *env);
+    }
+}
+
+const terse__config_t *terse__config(void)
+{
+    pthread_once(&cfg_once, load);
+    return &cfg;
+}
+
+void terse__config_reload(void)
+{
+    pthread_once(&cfg_once, load);
+    pthread_mutex_lock(&cfg_lock);
+    load();
+    pthread_mutex_unlock(&cfg_lock);
+}
+
+void terse__config_print(FILE *out)
+{
+    terse__config();
+    for (size_t i = 0; i < sizeof(cfg_table) / sizeof(cfg_table[0]); i++) {
+        const char *v = getenv(cfg_table[i].name);
+        fprintf(out, "%-28s = %-12s (default %s) %s\n", cfg_table[i].name,
+                v ? v : cfg_table[i].dflt, cfg_table[i].dflt[0] ? cfg_table[i].dflt : "\"\"",
+                cfg_table[i].doc);
+    }
+}
+
+void terse_config_print(void *out)
+{
+    terse__config_print(out ? (FILE *)out : stdout);
+}

@@ -1,0 +1,34 @@
+/* Configuration: every TERSE_* variable is declared once in config.c's table and parsed there. */
+#ifndef TERSE_CORE_CONFIG_H
+#define TERSE_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct terse__config {
+    int log_level;
+    double timeout;          /* seconds a collective waits for a peer */
+    int progress_thread;     /* 0/1 */
+    char host_id[256];       /* "" = hostname + boot id */
+    char protocol[16];       /* auto|tag|rma */
+    char allreduce_algo[32]; /* auto|recursive_doubling|ring|rabenseifner */
+    size_t small_msg_bytes;  /* below: latency-optimal algorithms */
+    size_t eager_hdr_bytes;  /* payloads up to this travel in one message with their header */
+    size_t chunk_bytes;      /* pipeline chunk of large collectives */
+    char compressed_algo[32];  /* auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense */
+    int nonfinite_passthrough; /* 0: NaN/Inf input is an error; 1: pass it through */
+    char simd[16];             /* auto|avx512|avx2|scalar */
+    char bind[256];            /* auto|none|<cpulist> */
+    char hierarchy[16];        /* none|node */
+    char rank_env[32], size_env[32], root_addr[256]; /* env bootstrap */
+} terse__config_t;
+
+/* Parsed once (thread-safe); later calls return the same object. */
+const terse__config_t *terse__config(void);
+
+/* Re-read the environment (tests change variables between communicators). */
+void terse__config_reload(void);
+
+void terse__config_print(FILE *out);
+
+#endif
