@@ -13,8 +13,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* The machine's topology is loaded once per process: a load scans sysfs for every PCI device
- * and takes tens of milliseconds on large hosts, and the answer cannot change while we run. */
+/* The machine's topology is loaded once per process and kept: a load scans sysfs for every PCI
+ * device and takes tens of milliseconds on large hosts, and the answer cannot change while we
+ * run. */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static terse__topo_t *shared_topo;
 
@@ -83,16 +84,17 @@ void terse__topo_release(terse__topo_t *t)
     if (!t)
         return;
     if (t->shared) {
+        /* The machine's topology stays cached for the life of the process: communicators come
+         * and go (elastic jobs, tests) and a reload costs a sysfs scan each time. Keeping it
+         * also keeps hwloc's I/O plugin loaded; unloading it at the last destroy orphans
+         * libpciaccess state that leak checkers then report. */
         pthread_mutex_lock(&shared_lock);
-        int last = --t->refs == 0;
-        if (last)
-            shared_topo = NULL;
+        t->refs--;
         pthread_mutex_unlock(&shared_lock);
-        if (!last)
-            return;
-    } else if (--t->refs > 0) {
         return;
     }
+    if (--t->refs > 0)
+        return;
     hwloc_topology_destroy(t->hwloc);
     terse__free(t);
 }

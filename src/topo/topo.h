@@ -26,12 +26,12 @@ typedef struct terse__topo terse__topo_t;
 
 /**
  * Loads a topology with its I/O devices (network and OpenFabrics OS devices).
- * @xml_path NULL: this machine; the object is loaded once per process and shared (reference
- * counted), so every communicator may call this freely. Otherwise a private topology read from
- * the XML file (tests, offline planning with terse_info); such a topology is never "this
- * system", so binding and memory binding on it are refused.
- * Returns NULL after a warning naming the cause when loading fails; callers then run unbound
- * (every function below accepts a NULL topology and behaves as "unbound").
+ * @xml_path NULL: this machine; the object is loaded once per process, shared and kept until
+ * exit, so every communicator may call this freely (and must release what it loaded). Otherwise a
+ * private topology read from the XML file (tests, offline planning with terse_info); such a
+ * topology is never "this system", so binding and memory binding on it are refused. Returns NULL
+ * after a warning naming the cause when loading fails; callers then run unbound (every function
+ * below accepts a NULL topology and behaves as "unbound").
  */
 terse__topo_t *terse__topo_load(const char *xml_path);
 
