@@ -7,5 +7,6 @@
 #include <terse/types.h>
 #include <terse/comm.h>
 #include <terse/coll.h>
+#include <terse/compress.h>
 
 #endif

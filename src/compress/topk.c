@@ -1,0 +1,334 @@
+/*
+ * topk(ratio): per block of nb elements keep the k = max(1, floor(ratio * nb)) entries of
+ * largest |v|, ties to the lower index; the rest are 0.
+ *
+ * Selection: |v| as its bit pattern (sign cleared) is an integer with the same order, so a
+ * histogram of its top 11 bits finds the bin holding the k-th largest; the keys of that one
+ * bin are collected (or, if it is huge, histogrammed again over the data) and two more 10-bit
+ * levels give the exact threshold key and how many entries equal to it are kept. Then one
+ * gather pass takes keys above it plus the first n_eq equal ones, in index order, which makes
+ * indices strictly increasing and ties go to the lower index for free.
+ *
+ * Block payload: [index encoding u8][k values f32][indices], the encoding being whichever of
+ * absolute uint32 / delta varint / bitmap is smallest for this block (ties: lower code).
+ * Non-finite input: TERSE_ERR_NONFINITE; with passthrough NaN ranks above +-Inf above any
+ * finite value and is carried as is.
+ */
+#include "topk.h"
+
+#include "wire.h"
+
+#include <string.h>
+
+static int forced_enc = -1;
+
+void terse__topk_force_encoding(int enc)
+{
+    forced_enc = enc;
+}
+
+/* Highest bin where the running count from the top reaches *need; *need becomes how many
+ * are still needed from that bin. */
+static uint32_t find_bin(const uint32_t *hist, uint32_t nbins, size_t *need)
+{
+    for (uint32_t b = nbins; b-- > 0;) {
+        if (hist[b] >= *need)
+            return b;
+        *need -= hist[b];
+    }
+    return 0; /* unreachable: the histogram holds at least k keys */
+}
+
+static void hist_keys(const uint32_t *keys, size_t cnt, uint32_t lo, uint32_t hi, unsigned shift,
+                      uint32_t *hist)
+{
+    for (size_t i = 0; i < cnt; i++)
+        if (keys[i] - lo <= hi - lo)
+            hist[(keys[i] - lo) >> shift]++;
+}
+
+int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
+                       terse__topk_sel_t *sel)
+{
+    uint32_t hist[TERSE__TOPK_BINS1] = {0};
+    int bad = kern->topk_hist(v, nb, hist);
+    size_t need = k;
+    uint32_t b1 = find_bin(hist, TERSE__TOPK_BINS1, &need);
+    uint32_t lo = b1 << TERSE__TOPK_SHIFT1, hi = lo | ((1u << TERSE__TOPK_SHIFT1) - 1);
+    if (need == hist[b1]) { /* the whole bin is kept: no need to look inside */
+        sel->thr = lo;
+        sel->n_eq = SIZE_MAX;
+        return bad;
+    }
+    /* Collect the bin's keys if they are few enough to be cheap; else histogram the data. */
+    size_t cnt = hist[b1];
+    uint32_t *keys = NULL;
+    if (cnt <= nb / 4 + 4096) {
+        keys = terse__compress_scratch(2, cnt * sizeof(uint32_t));
+        if (!keys)
+            return -1;
+        kern->topk_collect(v, nb, lo, hi, keys, cnt);
+    }
+    uint32_t h[1024];
+    for (int level = 0; level < 2; level++) {
+        unsigned shift = level == 0 ? 10 : 0;
+        memset(h, 0, sizeof(h));
+        if (keys)
+            hist_keys(keys, cnt, lo, hi, shift, h);
+        else
+            kern->topk_hist_range(v, nb, lo, hi, shift, h);
+        uint32_t b = find_bin(h, 1024, &need);
+        lo += b << shift;
+        hi = lo + ((1u << shift) - 1);
+        if (level == 0 && need == h[b]) {
+            sel->thr = lo;
+            sel->n_eq = SIZE_MAX;
+            return bad;
+        }
+    }
+    sel->thr = lo;
+    sel->n_eq = need;
+    return bad;
+}
+
+static size_t abs32_bytes(size_t nb, size_t k)
+{
+    return nb <= ((size_t)1 << 32) ? 4 * k : SIZE_MAX;
+}
+
+size_t terse__topk_block_max_bytes(size_t nb, size_t k)
+{
+    size_t bitmap = (nb + 7) / 8, varint = TERSE__VARINT_MAX * k, idx;
+    if (forced_enc == TERSE__TOPK_ENC_ABS32)
+        idx = 4 * k;
+    else if (forced_enc == TERSE__TOPK_ENC_VARINT)
+        idx = varint;
+    else if (forced_enc == TERSE__TOPK_ENC_BITMAP)
+        idx = bitmap;
+    else {
+        idx = abs32_bytes(nb, k) < varint ? abs32_bytes(nb, k) : varint;
+        idx = bitmap < idx ? bitmap : idx;
+    }
+    return 1 + 4 * k + idx;
+}
+
+/* Size of the varint encoding, or SIZE_MAX as soon as it exceeds stop (it cannot win). */
+static size_t varint_bytes(const uint64_t *idx, size_t k, size_t stop)
+{
+    size_t total = terse__varint_len(idx[0]);
+    for (size_t j = 1; j < k && total <= stop; j++)
+        total += terse__varint_len(idx[j] - idx[j - 1] - 1);
+    return total <= stop ? total : SIZE_MAX;
+}
+
+size_t terse__topk_write_block(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
+                               const terse__topk_sel_t *sel, uint8_t *out, uint64_t *idx,
+                               float *dense, float *rem)
+{
+    kern->topk_gather(v, nb, sel->thr, sel->n_eq, idx, out + 1, dense, rem);
+    uint8_t *p = out + 1 + 4 * k;
+    size_t abs_sz = abs32_bytes(nb, k), bm_sz = (nb + 7) / 8;
+    int enc = forced_enc;
+    if (enc < 0) {
+        size_t best = abs_sz < bm_sz ? abs_sz : bm_sz;
+        size_t var_sz = varint_bytes(idx, k, best);
+        enc = abs_sz <= var_sz && abs_sz <= bm_sz ? TERSE__TOPK_ENC_ABS32
+              : var_sz <= bm_sz                   ? TERSE__TOPK_ENC_VARINT
+                                                  : TERSE__TOPK_ENC_BITMAP;
+    }
+    out[0] = (uint8_t)enc;
+    if (enc == TERSE__TOPK_ENC_ABS32) {
+        for (size_t j = 0; j < k; j++)
+            terse__put_u32(p + 4 * j, (uint32_t)idx[j]);
+        return 1 + 4 * k + 4 * k;
+    }
+    if (enc == TERSE__TOPK_ENC_VARINT) {
+        size_t pos = terse__varint_put(p, idx[0]);
+        for (size_t j = 1; j < k; j++)
+            pos += terse__varint_put(p + pos, idx[j] - idx[j - 1] - 1);
+        return 1 + 4 * k + pos;
+    }
+    memset(p, 0, bm_sz);
+    for (size_t j = 0; j < k; j++)
+        p[idx[j] / 8] |= (uint8_t)(1u << (idx[j] % 8));
+    return 1 + 4 * k + bm_sz;
+}
+
+terse_status_t terse__topk_parse_block(const terse__crange_t *r, size_t block, const uint8_t *p,
+                                       size_t avail, size_t nb, size_t k, size_t *used_p,
+                                       uint64_t *idx)
+{
+    if (avail < 1 || (avail - 1) / 4 < k)
+        return terse__compress_corrupt(r, block, "truncated: %zu bytes for %zu values", avail, k);
+    unsigned enc = p[0];
+    const uint8_t *ip = p + 1 + 4 * k, *end = p + avail;
+    size_t left = avail - 1 - 4 * k;
+    terse_status_t st = terse__compress_check_values(r, block, p + 1, k);
+    if (st != TERSE_OK)
+        return st;
+    if (enc == TERSE__TOPK_ENC_ABS32) {
+        if (nb > ((size_t)1 << 32) || left / 4 < k)
+            return terse__compress_corrupt(r, block, "truncated or invalid uint32 indices");
+        uint64_t prev = 0;
+        for (size_t j = 0; j < k; j++) {
+            uint64_t x = terse__get_u32(ip + 4 * j);
+            if (x >= nb || (j > 0 && x <= prev))
+                return terse__compress_corrupt(r, block, "index %zu (%llu) %s", j,
+                                               (unsigned long long)x,
+                                               x >= nb ? "out of range" : "not increasing");
+            if (idx)
+                idx[j] = x;
+            prev = x;
+        }
+        *used_p = 1 + 4 * k + 4 * k;
+        return TERSE_OK;
+    }
+    if (enc == TERSE__TOPK_ENC_VARINT) {
+        uint64_t x = 0;
+        const uint8_t *q = ip;
+        for (size_t j = 0; j < k; j++) {
+            uint64_t g;
+            size_t used = terse__varint_get(q, end, &g);
+            if (!used)
+                return terse__compress_corrupt(r, block, "bad varint for index %zu", j);
+            q += used;
+            /* x + 1 + g must stay below nb, written so nothing can wrap */
+            if (j == 0 ? g >= nb : (g >= nb || x + 1 >= nb - g))
+                return terse__compress_corrupt(r, block, "index %zu out of range", j);
+            x = j == 0 ? g : x + 1 + g;
+            if (idx)
+                idx[j] = x;
+        }
+        *used_p = (size_t)(q - p);
+        return TERSE_OK;
+    }
+    if (enc == TERSE__TOPK_ENC_BITMAP) {
+        size_t bytes = (nb + 7) / 8, cnt = 0;
+        if (left < bytes)
+            return terse__compress_corrupt(r, block, "truncated bitmap");
+        if (nb % 8 && (ip[bytes - 1] >> (nb % 8)))
+            return terse__compress_corrupt(r, block, "bitmap padding bits set");
+        for (size_t i = 0; i < bytes; i++)
+            cnt += (size_t)__builtin_popcount(ip[i]);
+        if (cnt != k)
+            return terse__compress_corrupt(r, block, "bitmap holds %zu indices, expected %zu", cnt,
+                                           k);
+        if (idx) {
+            size_t j = 0;
+            for (size_t i = 0; i < bytes; i++)
+                for (unsigned b = ip[i]; b; b &= b - 1)
+                    idx[j++] = i * 8 + (unsigned)__builtin_ctz(b);
+        }
+        *used_p = 1 + 4 * k + bytes;
+        return TERSE_OK;
+    }
+    return terse__compress_corrupt(r, block, "unknown index encoding %u", enc);
+}
+
+size_t terse__topk_add_block(const uint8_t *p, size_t nb, size_t k, float *acc)
+{
+    const uint8_t *vals = p + 1, *ip = p + 1 + 4 * k;
+    if (p[0] == TERSE__TOPK_ENC_ABS32) {
+        for (size_t j = 0; j < k; j++)
+            acc[terse__get_u32(ip + 4 * j)] += terse__get_f32(vals + 4 * j);
+        return 1 + 8 * k;
+    }
+    if (p[0] == TERSE__TOPK_ENC_VARINT) {
+        const uint8_t *q = ip;
+        uint64_t x = 0;
+        for (size_t j = 0; j < k; j++) {
+            uint64_t g = 0;
+            unsigned s = 0;
+            while (*q & 0x80) {
+                g |= (uint64_t)(*q++ & 0x7f) << s;
+                s += 7;
+            }
+            g |= (uint64_t)*q++ << s;
+            x = j == 0 ? g : x + 1 + g;
+            acc[x] += terse__get_f32(vals + 4 * j);
+        }
+        return (size_t)(q - p);
+    }
+    size_t bytes = (nb + 7) / 8, j = 0;
+    for (size_t i = 0; i < bytes; i++)
+        for (unsigned b = ip[i]; b; b &= b - 1)
+            acc[i * 8 + (unsigned)__builtin_ctz(b)] += terse__get_f32(vals + 4 * j++);
+    return 1 + 4 * k + bytes;
+}
+
+/* ---- the codec ---- */
+
+static size_t topk_block_max_bytes(const terse__crange_t *r, size_t nb)
+{
+    return terse__topk_block_max_bytes(nb, terse__compress_k(r->c.ratio, nb));
+}
+
+static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint8_t *out,
+                                  size_t *out_len_p, float *dense, float *rem)
+{
+    const terse__ckernels_t *kern = terse__ckernels();
+    terse__topk_sel_t *sel = terse__compress_scratch(0, r->count * sizeof(*sel));
+    if (!sel)
+        return TERSE_ERR_NO_MEMORY;
+    /* Phase one reads only, so a non-finite value in any block leaves every output as it was. */
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, start = terse__crange_block_start(r, b);
+        size_t nb = terse__crange_block_len(r, b);
+        int bad =
+            terse__topk_select(kern, v + start, nb, terse__compress_k(r->c.ratio, nb), &sel[i]);
+        if (bad < 0)
+            return TERSE_ERR_NO_MEMORY;
+        if (bad && !r->c.nonfinite_passthrough)
+            return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
+    }
+    uint64_t *idx =
+        r->count
+            ? terse__compress_scratch(1, terse__compress_k(r->c.ratio, r->bs) * sizeof(uint64_t))
+            : NULL;
+    if (r->count && !idx)
+        return TERSE_ERR_NO_MEMORY;
+    size_t pos = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, start = terse__crange_block_start(r, b);
+        size_t nb = terse__crange_block_len(r, b);
+        pos += terse__topk_write_block(kern, v + start, nb, terse__compress_k(r->c.ratio, nb),
+                                       &sel[i], out + pos, idx, dense ? dense + start : NULL,
+                                       rem ? rem + start : NULL);
+    }
+    *out_len_p = pos;
+    return TERSE_OK;
+}
+
+static terse_status_t topk_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+{
+    size_t pos = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b), used;
+        terse_status_t st = terse__topk_parse_block(r, b, p + pos, len - pos, nb,
+                                                    terse__compress_k(r->c.ratio, nb), &used, NULL);
+        if (st != TERSE_OK)
+            return st;
+        pos += used;
+    }
+    if (pos != len)
+        return terse__compress_corrupt(r, r->first + r->count, "%zu trailing bytes", len - pos);
+    return TERSE_OK;
+}
+
+static void topk_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+{
+    size_t pos = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        pos += terse__topk_add_block(p + pos, nb, terse__compress_k(r->c.ratio, nb),
+                                     acc + terse__crange_block_start(r, b));
+    }
+}
+
+const terse__codec_ops_t terse__codec_topk = {
+    .name = "topk",
+    .block_max_bytes = topk_block_max_bytes,
+    .encode = topk_encode,
+    .validate = topk_validate,
+    .add = topk_add,
+};
