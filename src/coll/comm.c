@@ -1,0 +1,380 @@
+/* Communicator lifetime, progress (caller-driven or a progress thread), request API. */
+#include "comm.h"
+
+#include "bootstrap/bootstrap.h"
+#include "core/config.h"
+#include "core/log.h"
+
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(comm->last_error, sizeof(comm->last_error), fmt, ap);
+    va_end(ap);
+}
+
+static void default_host_id(char *buf, size_t len)
+{
+    char host[128] = "unknown", boot[64] = "";
+    gethostname(host, sizeof(host) - 1);
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(boot, sizeof(boot), f))
+            boot[0] = '\0';
+        fclose(f);
+        boot[strcspn(boot, "\n")] = '\0';
+    }
+    snprintf(buf, len, "%s/%s", host, boot);
+}
+
+/* Local rank/size by host id; cross rank = index of this host in order of first appearance. */
+static terse_status_t group_hosts(terse_comm_h comm, terse__bootstrap_t *bs)
+{
+    enum { ID_LEN = 256 };
+    char *ids = terse__calloc((size_t)comm->size, ID_LEN, "host ids");
+    comm->host_of = terse__calloc((size_t)comm->size, sizeof(int), "host map");
+    if (!ids || !comm->host_of) {
+        terse__free(ids);
+        return TERSE_ERR_NO_MEMORY;
+    }
+    char mine[ID_LEN] = {0};
+    snprintf(mine, sizeof(mine), "%s", comm->host_id);
+    terse_status_t st = terse__bootstrap_allgather(bs, mine, ids, ID_LEN);
+    if (st != TERSE_OK) {
+        terse__free(ids);
+        return st;
+    }
+    int nhosts = 0;
+    for (int i = 0; i < comm->size; i++) {
+        int h = -1;
+        for (int j = 0; j < i && h < 0; j++) {
+            if (strcmp(ids + (size_t)i * ID_LEN, ids + (size_t)j * ID_LEN) == 0)
+                h = comm->host_of[j];
+        }
+        comm->host_of[i] = h >= 0 ? h : nhosts++;
+    }
+    comm->cross_size = nhosts;
+    comm->cross_rank = comm->host_of[comm->rank];
+    comm->local_rank = comm->local_size = 0;
+    for (int i = 0; i < comm->size; i++) {
+        if (comm->host_of[i] == comm->cross_rank) {
+            if (i < comm->rank)
+                comm->local_rank++;
+            comm->local_size++;
+        }
+    }
+    terse__free(ids);
+    return TERSE_OK;
+}
+
+static void post_abort_recv(terse_comm_h comm)
+{
+    terse__tp_recv(&comm->tp, -1, TERSE_TAG_CLASS_ABORT << 62, 3ull << 62, &comm->abort_buf,
+                   sizeof(comm->abort_buf), &comm->abort_recv);
+}
+
+static void poll_aborts(terse_comm_h comm)
+{
+    while (comm->abort_recv.state == TERSE_TP_OP_DONE) {
+        if (comm->abort_recv.ucs != UCS_OK)
+            return; /* cancelled at teardown */
+        comm->abort_buf.msg[sizeof(comm->abort_buf.msg) - 1] = '\0';
+        comm->aborts[comm->naborts % TERSE_ABORT_TABLE] = comm->abort_buf;
+        comm->naborts++;
+        post_abort_recv(comm);
+    }
+}
+
+static void reap(terse_comm_h comm)
+{
+    terse__abort_send_t **pa = &comm->abort_sends;
+    while (*pa) {
+        terse__abort_send_t *a = *pa;
+        if (a->op.state == TERSE_TP_OP_DONE) {
+            *pa = a->next;
+            terse__free(a);
+        } else {
+            pa = &a->next;
+        }
+    }
+    terse_request_h *pz = &comm->zombies;
+    while (*pz) {
+        terse_request_h z = *pz;
+        if (!terse__req_has_pending(z)) {
+            *pz = z->next;
+            terse__req_destroy(z);
+        } else {
+            pz = &z->next;
+        }
+    }
+}
+
+unsigned terse__comm_progress_locked(terse_comm_h comm)
+{
+    unsigned n = terse__tp_progress(&comm->tp);
+    poll_aborts(comm);
+    for (terse_request_h r = comm->active, next; r; r = next) {
+        next = r->next; /* advance may unlink r */
+        terse__req_advance(r);
+    }
+    if (comm->abort_sends || comm->zombies)
+        reap(comm);
+    return n;
+}
+
+static void *progress_main(void *arg)
+{
+    terse_comm_h comm = arg;
+    pthread_mutex_lock(&comm->lock);
+    while (!comm->stopping) {
+        if (comm->nactive == 0 && !comm->zombies && !comm->abort_sends) {
+            pthread_cond_wait(&comm->cond, &comm->lock);
+            continue;
+        }
+        unsigned n = terse__comm_progress_locked(comm);
+        pthread_mutex_unlock(&comm->lock);
+        if (!n)
+            sched_yield(); /* let the ranks sharing our cores run */
+        pthread_mutex_lock(&comm->lock);
+    }
+    pthread_mutex_unlock(&comm->lock);
+    return NULL;
+}
+
+terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h *comm_p)
+{
+    terse__bootstrap_t bs;
+    terse_status_t st;
+    char err[256] = "";
+    const terse__config_t *cfg;
+    uint64_t mask = params ? params->field_mask : 0;
+
+    if (!comm_p)
+        return TERSE_ERR_INVALID_ARG;
+    terse__config_reload();
+    cfg = terse__config();
+    double timeout = (mask & TERSE_COMM_PARAM_FIELD_TIMEOUT) ? params->timeout : cfg->timeout;
+    if (timeout <= 0) {
+        terse_log_error("invalid timeout %g", timeout);
+        return TERSE_ERR_INVALID_ARG;
+    }
+    if (mask & TERSE_COMM_PARAM_FIELD_OOB)
+        st = terse__bootstrap_from_oob(&params->oob, &bs);
+    else
+        st = terse__bootstrap_from_env(timeout, &bs);
+    if (st != TERSE_OK) {
+        terse_log_error("bootstrap: %s", bs.err);
+        return st;
+    }
+    if (bs.size > TERSE_MAX_RANKS) {
+        terse_log_error("%d ranks exceed the maximum of %d", bs.size, TERSE_MAX_RANKS);
+        st = TERSE_ERR_NOT_SUPPORTED;
+        goto err_bootstrap;
+    }
+    terse_comm_h comm = terse__calloc(1, sizeof(*comm), "communicator");
+    if (!comm) {
+        st = TERSE_ERR_NO_MEMORY;
+        goto err_bootstrap;
+    }
+    comm->rank = bs.rank;
+    comm->size = bs.size;
+    comm->timeout = timeout;
+    comm->eager_hdr_bytes = cfg->eager_hdr_bytes;
+    if ((mask & TERSE_COMM_PARAM_FIELD_HOST_ID) && params->host_id)
+        snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
+    else if (cfg->host_id[0])
+        snprintf(comm->host_id, sizeof(comm->host_id), "%s", cfg->host_id);
+    else
+        default_host_id(comm->host_id, sizeof(comm->host_id));
+    pthread_mutex_init(&comm->lock, NULL);
+    pthread_cond_init(&comm->cond, NULL);
+
+    st = group_hosts(comm, &bs);
+    if (st != TERSE_OK) {
+        terse_log_error("grouping ranks by host: %s", bs.err);
+        goto err_comm;
+    }
+    st = terse__tp_init(&comm->tp, &bs, err, sizeof(err));
+    if (st != TERSE_OK) {
+        terse_log_error("rank %d: transport setup failed: %s", bs.rank, err);
+        goto err_comm;
+    }
+    /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
+     * barrier that guarantees it. */
+    int dummy = 0, *all = terse__calloc((size_t)bs.size, sizeof(int), "setup barrier");
+    st = all ? terse__bootstrap_allgather(&bs, &dummy, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
+    terse__free(all);
+    if (st != TERSE_OK) {
+        terse_log_error("setup barrier: %s", bs.err);
+        goto err_tp;
+    }
+    terse__bootstrap_close(&bs);
+    post_abort_recv(comm);
+
+    int want_thread = (mask & TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD) ? params->progress_thread
+                                                                       : cfg->progress_thread;
+    if (want_thread) {
+        if (pthread_create(&comm->progress_thread, NULL, progress_main, comm) == 0)
+            comm->has_progress_thread = 1;
+        else
+            terse_log_warn("could not start the progress thread: %m; progress is caller-driven");
+    }
+    terse_log_info("rank %d of %d: local %d of %d, host %d of %d, progress %s", comm->rank,
+                   comm->size, comm->local_rank, comm->local_size, comm->cross_rank,
+                   comm->cross_size, comm->has_progress_thread ? "thread" : "caller");
+    *comm_p = comm;
+    return TERSE_OK;
+
+err_tp:
+    terse__tp_fini(&comm->tp);
+err_comm:
+    terse__free(comm->host_of);
+    pthread_mutex_destroy(&comm->lock);
+    pthread_cond_destroy(&comm->cond);
+    terse__free(comm);
+err_bootstrap:
+    terse__bootstrap_close(&bs);
+    return st;
+}
+
+terse_status_t terse_comm_destroy(terse_comm_h comm)
+{
+    if (!comm)
+        return TERSE_ERR_INVALID_ARG;
+    if (comm->has_progress_thread) {
+        pthread_mutex_lock(&comm->lock);
+        comm->stopping = 1;
+        pthread_cond_signal(&comm->cond);
+        pthread_mutex_unlock(&comm->lock);
+        pthread_join(comm->progress_thread, NULL);
+    }
+    pthread_mutex_lock(&comm->lock);
+    /* Let abort notices and last sends leave before endpoints close. */
+    double until = terse__now() + 1.0;
+    while ((comm->abort_sends) && terse__now() < until)
+        terse__comm_progress_locked(comm);
+    while (comm->active) {
+        terse_request_h r = comm->active;
+        terse__req_fail_quiet(r, TERSE_ERR_BUSY, "communicator destroyed with the call in flight");
+        terse__req_advance(r);
+        if (comm->active == r) /* not unlinked: should not happen */
+            break;
+    }
+    terse__tp_cancel(&comm->tp, &comm->abort_recv);
+    terse__tp_progress(&comm->tp);
+    for (int i = 0; i < TERSE_POOL_MAX; i++)
+        terse__buf_release(&comm->pool[i]);
+    terse__tp_fini(&comm->tp);
+    reap(comm);
+    while (comm->abort_sends) {
+        terse__abort_send_t *a = comm->abort_sends;
+        comm->abort_sends = a->next;
+        terse__free(a);
+    }
+    while (comm->zombies) {
+        terse_request_h z = comm->zombies;
+        comm->zombies = z->next;
+        terse__req_destroy(z);
+    }
+    pthread_mutex_unlock(&comm->lock);
+    pthread_mutex_destroy(&comm->lock);
+    pthread_cond_destroy(&comm->cond);
+    terse__free(comm->host_of);
+    terse__free(comm);
+    return TERSE_OK;
+}
+
+int terse_comm_rank(terse_comm_h comm) { return comm ? comm->rank : -1; }
+int terse_comm_size(terse_comm_h comm) { return comm ? comm->size : -1; }
+int terse_comm_local_rank(terse_comm_h comm) { return comm ? comm->local_rank : -1; }
+int terse_comm_local_size(terse_comm_h comm) { return comm ? comm->local_size : -1; }
+int terse_comm_cross_rank(terse_comm_h comm) { return comm ? comm->cross_rank : -1; }
+int terse_comm_cross_size(terse_comm_h comm) { return comm ? comm->cross_size : -1; }
+
+const char *terse_comm_last_error(terse_comm_h comm)
+{
+    return comm ? comm->last_error : "no communicator";
+}
+
+terse_status_t terse_comm_progress(terse_comm_h comm)
+{
+    if (!comm)
+        return TERSE_ERR_INVALID_ARG;
+    pthread_mutex_lock(&comm->lock);
+    terse__comm_progress_locked(comm);
+    pthread_mutex_unlock(&comm->lock);
+    return TERSE_OK;
+}
+
+terse_status_t terse_test(terse_request_h req)
+{
+    if (!req)
+        return TERSE_ERR_INVALID_ARG;
+    terse_comm_h comm = req->comm;
+    pthread_mutex_lock(&comm->lock);
+    if (!req->done)
+        terse__comm_progress_locked(comm);
+    terse_status_t st = req->status;
+    pthread_mutex_unlock(&comm->lock);
+    return st;
+}
+
+terse_status_t terse_wait(terse_request_h req)
+{
+    if (!req)
+        return TERSE_ERR_INVALID_ARG;
+    terse_comm_h comm = req->comm;
+    for (;;) {
+        pthread_mutex_lock(&comm->lock);
+        unsigned n = req->done ? 0 : terse__comm_progress_locked(comm);
+        terse_status_t st = req->status;
+        pthread_mutex_unlock(&comm->lock);
+        if (st != TERSE_INPROGRESS)
+            return st;
+        if (!n)
+            sched_yield(); /* oversubscribed ranks: give the core to a peer */
+    }
+}
+
+void terse_request_free(terse_request_h req)
+{
+    if (!req)
+        return;
+    terse_comm_h comm = req->comm;
+    pthread_mutex_lock(&comm->lock);
+    if (!req->done) {
+        terse__req_fail(req, TERSE_ERR_BUSY, "request freed while in flight");
+        terse__req_advance(req);
+    }
+    if (terse__req_has_pending(req)) {
+        /* UCX still writes into this request: free it once its transfers finish. */
+        req->next = comm->zombies;
+        comm->zombies = req;
+    } else {
+        terse__req_destroy(req);
+    }
+    pthread_mutex_unlock(&comm->lock);
+}
+
+const char *terse_request_algorithm(terse_request_h req)
+{
+    return req ? req->algo->name : "none";
+}
+
+terse_status_t terse__wait_free(terse_request_h req, terse_status_t post_status)
+{
+    if (post_status != TERSE_OK) {
+        if (req)
+            terse_request_free(req);
+        return post_status;
+    }
+    terse_status_t st = terse_wait(req);
+    terse_request_free(req);
+    return st;
+}

@@ -1,0 +1,193 @@
+/* The communicator and the request engine every collective algorithm runs on.
+ *
+ * A collective is a request whose algorithm advances in rounds: the algorithm's progress
+ * function posts the transfers of a round (terse__req_send / terse__req_recv) and is called
+ * again when all of them completed, resuming from its own counters. Every message carries a
+ * header with the call's signature (collective, dtype, op, count, root, algorithm, sequence
+ * number); a receiver that sees a different signature fails with TERSE_ERR_MISMATCH and
+ * tells every rank (an abort message), so all ranks return the error instead of hanging. */
+#ifndef TERSE_COLL_COMM_H
+#define TERSE_COLL_COMM_H
+
+#include <terse/coll.h>
+
+#include "core/alloc.h"
+#include "transport/ucx.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define TERSE_MSG_MAGIC   0x45535254u /* "TRSE" */
+#define TERSE_MSG_VERSION 1
+
+typedef enum terse__coll_kind {
+    TERSE_COLL_ALLREDUCE = 1,
+    TERSE_COLL_ALLGATHER = 2,
+    TERSE_COLL_ALLGATHERV = 3,
+    TERSE_COLL_BCAST = 4,
+    TERSE_COLL_ALLTOALL = 5,
+    TERSE_COLL_ALLTOALLV = 6,
+    TERSE_COLL_BARRIER = 7,
+    TERSE_COLL_COMPRESSED = 8,
+    TERSE_COLL_INTERNAL = 9, /* setup exchanges the library runs by itself */
+} terse__coll_kind_t;
+
+/* On the wire in front of every payload; 48 bytes, little-endian hosts only. */
+typedef struct terse__msg_hdr {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t coll;
+    uint8_t dtype;
+    uint8_t op;
+    uint32_t seq;
+    int32_t root;
+    uint64_t count;
+    uint64_t aux;      /* digest of per-rank arrays, compressor settings, ... */
+    uint64_t len;      /* payload bytes of this message */
+    uint16_t algo;
+    uint16_t step;
+    uint32_t sender;
+} terse__msg_hdr_t;
+
+/* Tag: class (2 bits) | seq (32) | sender (20) | step (10). */
+#define TERSE_TAG_CLASS_DATA  0ull
+#define TERSE_TAG_CLASS_HDR   1ull
+#define TERSE_TAG_CLASS_ABORT 2ull
+#define TERSE_MAX_RANKS       (1 << 20)
+
+typedef struct terse__xfer {
+    terse__tp_op_t op;     /* the payload (or header+payload when not split) */
+    terse__tp_op_t hdr_op; /* the header, when it travels on its own */
+    terse__msg_hdr_t hdr;
+    void *buf;
+    size_t len; /* receives: capacity; sends: length */
+    int split;
+    int is_recv;
+    int var_len; /* receive: any length up to len */
+    int peer;
+    uint16_t step;
+} terse__xfer_t;
+
+typedef struct terse__algo terse__algo_t;
+
+struct terse_request {
+    terse_comm_h comm;
+    const terse__algo_t *algo;
+    terse__msg_hdr_t sig;
+    terse_status_t status;
+    double start;
+    int round;
+    int phase;
+    /* arguments */
+    const void *sbuf;
+    void *rbuf;
+    size_t count;
+    terse_dtype_t dtype;
+    terse_op_t op;
+    int root;
+    size_t *counts, *displs, *rcounts, *rdispls; /* owned copies (v-collectives) */
+    /* transfers of the current round */
+    terse__xfer_t *x;
+    int nx;
+    int capx;
+    terse__buf_t *scratch; /* from the communicator's pool, while running */
+    void *algo_data;       /* algorithm-owned allocation, freed by algo->cleanup */
+    uint64_t state[16];    /* small algorithm state (counters), zeroed at creation */
+    uint64_t bytes_sent;
+    int user_freed;
+    int done;
+    struct terse_request *next, *prev;
+};
+
+struct terse__algo {
+    const char *name;
+    uint16_t id;
+    /* Called at start and whenever every transfer of the round completed: post the next
+     * round and return TERSE_INPROGRESS, or return TERSE_OK when finished, or an error
+     * (after terse__req_fail to say why). */
+    terse_status_t (*progress)(terse_request_h req);
+    void (*cleanup)(terse_request_h req); /* may be NULL */
+};
+
+typedef struct terse__abort_rec {
+    uint32_t seq;
+    int32_t status;
+    int32_t origin;
+    char msg[200];
+} terse__abort_rec_t;
+
+typedef struct terse__abort_send {
+    terse__tp_op_t op;
+    terse__abort_rec_t rec;
+    struct terse__abort_send *next;
+} terse__abort_send_t;
+
+#define TERSE_ABORT_TABLE 64
+#define TERSE_POOL_MAX    64
+
+struct terse_comm {
+    terse__tp_t tp;
+    int rank, size;
+    int local_rank, local_size, cross_rank, cross_size;
+    int *host_of;  /* host index of every rank */
+    double timeout;
+    uint32_t next_seq;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t progress_thread;
+    int has_progress_thread;
+    volatile int stopping;
+    int broken; /* a peer died: every later call fails fast */
+    struct terse_request *active; /* doubly linked */
+    int nactive;
+    struct terse_request *zombies; /* freed by the user while transfers were in flight */
+    terse__abort_send_t *abort_sends;
+    /* aborts announced by peers, by sequence number */
+    terse__abort_rec_t aborts[TERSE_ABORT_TABLE];
+    int naborts;
+    terse__tp_op_t abort_recv;
+    terse__abort_rec_t abort_buf;
+    terse__buf_t pool[TERSE_POOL_MAX];
+    int pool_used[TERSE_POOL_MAX];
+    size_t eager_hdr_bytes;
+    char host_id[256];
+    char last_error[512];
+    void *topo; /* terse__topo_t, may be NULL */
+};
+
+/* ---- engine (request.c) ---- */
+double terse__now(void);
+terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind, const terse__algo_t *algo,
+                                 terse_request_h *req_p);
+/* Start the request (call its algorithm once) and link it into the active list. */
+terse_status_t terse__req_start(terse_request_h req);
+/* Advance one request once; caller holds comm->lock. */
+terse_status_t terse__req_advance(terse_request_h req);
+void terse__req_send(terse_request_h req, int peer, uint16_t step, const void *buf, size_t len);
+void terse__req_recv(terse_request_h req, int peer, uint16_t step, void *buf, size_t len);
+/* Receive of unknown length up to @cap; the length is in terse__req_received_len after. */
+void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf, size_t cap);
+size_t terse__req_received_len(terse_request_h req, int xfer_index);
+/* Record a local failure with a formatted reason (becomes the comm's last error). */
+terse_status_t terse__req_fail(terse_request_h req, terse_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same, without telling peers (they already know, or it is local teardown). */
+terse_status_t terse__req_fail_quiet(terse_request_h req, terse_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Scratch of at least @size bytes held by the request until it completes. */
+void *terse__req_scratch(terse_request_h req, size_t size);
+const char *terse__coll_name(int kind);
+int terse__req_has_pending(terse_request_h req);
+void terse__req_destroy(terse_request_h req);
+
+/* ---- communicator (comm.c) ---- */
+void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+unsigned terse__comm_progress_locked(terse_comm_h comm);
+/* Blocking wrapper: wait and free. */
+terse_status_t terse__wait_free(terse_request_h req, terse_status_t post_status);
+
+/* digest of an array, for the header's aux field */
+uint64_t terse__digest(const void *data, size_t len, uint64_t seed);
+
+#endif

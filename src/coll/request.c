@@ -1,0 +1,510 @@
+/* The request engine: transfers with signature headers, round-by-round progress, mismatch
+ * detection, abort propagation, timeouts and peer failures. */
+#include "comm.h"
+
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+double terse__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+const char *terse__coll_name(int kind)
+{
+    switch (kind) {
+    case TERSE_COLL_ALLREDUCE: return "allreduce";
+    case TERSE_COLL_ALLGATHER: return "allgather";
+    case TERSE_COLL_ALLGATHERV: return "allgatherv";
+    case TERSE_COLL_BCAST: return "broadcast";
+    case TERSE_COLL_ALLTOALL: return "alltoall";
+    case TERSE_COLL_ALLTOALLV: return "alltoallv";
+    case TERSE_COLL_BARRIER: return "barrier";
+    case TERSE_COLL_COMPRESSED: return "compressed allreduce";
+    case TERSE_COLL_INTERNAL: return "internal exchange";
+    default: return "unknown collective";
+    }
+}
+
+uint64_t terse__digest(const void *data, size_t len, uint64_t seed)
+{
+    /* FNV-1a: only needs to tell different argument arrays apart across ranks. */
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static ucp_tag_t make_tag(uint64_t cls, uint32_t seq, int sender, uint16_t step)
+{
+    return (cls << 62) | ((uint64_t)seq << 30) | ((uint64_t)(sender & 0xfffff) << 10) |
+           (uint64_t)(step & 0x3ff);
+}
+
+terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind,
+                                 const terse__algo_t *algo, terse_request_h *req_p)
+{
+    terse_request_h req = terse__calloc(1, sizeof(*req), "collective request");
+    if (!req)
+        return TERSE_ERR_NO_MEMORY;
+    req->comm = comm;
+    req->algo = algo;
+    req->status = TERSE_INPROGRESS;
+    req->sig.magic = TERSE_MSG_MAGIC;
+    req->sig.version = TERSE_MSG_VERSION;
+    req->sig.coll = (uint8_t)kind;
+    req->sig.algo = algo->id;
+    req->root = -1;
+    req->sig.root = -1;
+    *req_p = req;
+    return TERSE_OK;
+}
+
+static terse__xfer_t *new_xfer(terse_request_h req)
+{
+    if (req->nx == req->capx) {
+        int cap = req->capx ? 2 * req->capx : 8;
+        /* Transfers in flight are referenced by UCX: only grow between rounds. */
+        terse__xfer_t *x = terse__realloc(req->x, sizeof(*x) * (size_t)cap, "transfer list");
+        if (!x)
+            return NULL;
+        req->x = x;
+        req->capx = cap;
+    }
+    terse__xfer_t *x = &req->x[req->nx++];
+    memset(x, 0, sizeof(*x));
+    return x;
+}
+
+/* Rounds post at most this many transfers, so the list never moves while UCX holds it. */
+#define TERSE_XFER_RESERVE 1024
+
+static int reserve_xfers(terse_request_h req, int n)
+{
+    if (req->capx >= n)
+        return 0;
+    terse__xfer_t *x = terse__realloc(req->x, sizeof(*x) * (size_t)n, "transfer list");
+    if (!x)
+        return -1;
+    req->x = x;
+    req->capx = n;
+    return 0;
+}
+
+static void post_xfer(terse_request_h req, terse__xfer_t *x)
+{
+    terse_comm_h comm = req->comm;
+    terse__tp_t *tp = &comm->tp;
+    uint32_t seq = req->sig.seq;
+    if (x->is_recv) {
+        ucp_tag_t tag = make_tag(TERSE_TAG_CLASS_DATA, seq, x->peer, x->step);
+        if (x->split) {
+            terse__tp_recv(tp, x->peer, make_tag(TERSE_TAG_CLASS_HDR, seq, x->peer, x->step),
+                           ~0ull, &x->hdr, sizeof(x->hdr), &x->hdr_op);
+            terse__tp_recv(tp, x->peer, tag, ~0ull, x->buf, x->len, &x->op);
+        } else {
+            x->hdr_op.state = TERSE_TP_OP_DONE;
+            terse__tp_recv2(tp, x->peer, tag, ~0ull, &x->hdr, sizeof(x->hdr), x->buf, x->len,
+                            &x->op);
+        }
+    } else {
+        ucp_tag_t tag = make_tag(TERSE_TAG_CLASS_DATA, seq, comm->rank, x->step);
+        x->hdr = req->sig;
+        x->hdr.step = x->step;
+        x->hdr.sender = (uint32_t)comm->rank;
+        x->hdr.len = x->len;
+        req->bytes_sent += x->len;
+        if (x->split) {
+            terse__tp_send(tp, x->peer, make_tag(TERSE_TAG_CLASS_HDR, seq, comm->rank, x->step),
+                           &x->hdr, sizeof(x->hdr), &x->hdr_op);
+            terse__tp_send(tp, x->peer, tag, x->buf, x->len, &x->op);
+        } else {
+            x->hdr_op.state = TERSE_TP_OP_DONE;
+            terse__tp_send2(tp, x->peer, tag, &x->hdr, sizeof(x->hdr), x->buf, x->len, &x->op);
+        }
+    }
+}
+
+static void add_xfer(terse_request_h req, int is_recv, int var, int peer, uint16_t step,
+                     void *buf, size_t len)
+{
+    if (req->status != TERSE_INPROGRESS)
+        return;
+    if (reserve_xfers(req, TERSE_XFER_RESERVE) != 0 || req->nx >= TERSE_XFER_RESERVE) {
+        terse__req_fail(req, TERSE_ERR_NO_MEMORY, "too many transfers in one round");
+        return;
+    }
+    terse__xfer_t *x = new_xfer(req);
+    x->is_recv = is_recv;
+    x->var_len = var;
+    x->peer = peer;
+    x->step = step;
+    x->buf = buf;
+    x->len = len;
+    /* Small payloads share a message with their header; large ones go as their own
+     * contiguous message (zero-copy rendezvous) behind a small header message. Receivers of
+     * unknown length always use the split form. */
+    x->split = var || len > req->comm->eager_hdr_bytes;
+    post_xfer(req, x);
+}
+
+void terse__req_send(terse_request_h req, int peer, uint16_t step, const void *buf, size_t len)
+{
+    add_xfer(req, 0, 0, peer, step, (void *)buf, len);
+}
+
+void terse__req_recv(terse_request_h req, int peer, uint16_t step, void *buf, size_t len)
+{
+    add_xfer(req, 1, 0, peer, step, buf, len);
+}
+
+void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf, size_t cap)
+{
+    add_xfer(req, 1, 1, peer, step, buf, cap);
+}
+
+size_t terse__req_received_len(terse_request_h req, int i)
+{
+    return req->x[i].op.length;
+}
+
+void *terse__req_scratch(terse_request_h req, size_t size)
+{
+    terse_comm_h comm = req->comm;
+    if (!req->scratch) {
+        for (int i = 0; i < TERSE_POOL_MAX; i++) {
+            if (!comm->pool_used[i]) {
+                comm->pool_used[i] = 1;
+                req->scratch = &comm->pool[i];
+                req->scratch->what = "collective scratch";
+                break;
+            }
+        }
+        if (!req->scratch) {
+            terse__req_fail(req, TERSE_ERR_NO_MEMORY, "more than %d collectives in flight",
+                            TERSE_POOL_MAX);
+            return NULL;
+        }
+    }
+    if (terse__buf_reserve(req->scratch, size ? size : 1) != 0) {
+        terse__req_fail(req, TERSE_ERR_NO_MEMORY, "no memory for %zu bytes of scratch", size);
+        return NULL;
+    }
+    return req->scratch->ptr;
+}
+
+static void release_scratch(terse_request_h req)
+{
+    if (!req->scratch)
+        return;
+    req->comm->pool_used[req->scratch - req->comm->pool] = 0;
+    req->scratch = NULL;
+}
+
+static void send_aborts(terse_request_h req)
+{
+    terse_comm_h comm = req->comm;
+    for (int peer = 0; peer < comm->size; peer++) {
+        if (peer == comm->rank || comm->tp.peer_failed[peer])
+            continue;
+        terse__abort_send_t *a = terse__calloc(1, sizeof(*a), "abort message");
+        if (!a)
+            return;
+        a->rec.seq = req->sig.seq;
+        a->rec.status = req->status;
+        a->rec.origin = comm->rank;
+        size_t n = strnlen(comm->last_error, sizeof(a->rec.msg) - 1);
+        memcpy(a->rec.msg, comm->last_error, n); /* truncated reasons are fine */
+        a->rec.msg[n] = '\0';
+        terse__tp_send(&comm->tp, peer,
+                       make_tag(TERSE_TAG_CLASS_ABORT, req->sig.seq, comm->rank, 0), &a->rec,
+                       sizeof(a->rec), &a->op);
+        a->next = comm->abort_sends;
+        comm->abort_sends = a;
+    }
+}
+
+static terse_status_t fail_v(terse_request_h req, terse_status_t st, int announce,
+                             const char *fmt, va_list ap)
+{
+    char what[400];
+    if (req->status != TERSE_INPROGRESS && req->status != TERSE_OK)
+        return req->status;
+    vsnprintf(what, sizeof(what), fmt, ap);
+    terse__comm_set_error(req->comm, "%s seq %u (%s) on rank %d: %s",
+                          terse__coll_name(req->sig.coll), req->sig.seq, req->algo->name,
+                          req->comm->rank, what);
+    terse_log_debug("%s", req->comm->last_error);
+    req->status = st;
+    if (announce)
+        send_aborts(req);
+    return st;
+}
+
+terse_status_t terse__req_fail(terse_request_h req, terse_status_t st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(req, st, 1, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+terse_status_t terse__req_fail_quiet(terse_request_h req, terse_status_t st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(req, st, 0, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Compare a received header with what this rank was called with; say what differs. */
+static terse_status_t check_header(terse_request_h req, terse__xfer_t *x)
+{
+    const terse__msg_hdr_t *h = &x->hdr, *s = &req->sig;
+    int p = x->peer;
+    if (h->magic != TERSE_MSG_MAGIC || h->version != TERSE_MSG_VERSION)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "message from rank %d has a bad header (magic %#x version %u)", p,
+                               h->magic, h->version);
+    if (h->seq != s->seq || h->sender != (uint32_t)p || h->step != x->step)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "message from rank %d is for seq %u step %u, expected seq %u step %u",
+                               p, h->seq, h->step, s->seq, x->step);
+    if (h->coll != s->coll)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH, "rank %d called %s, this rank called %s",
+                               p, terse__coll_name(h->coll), terse__coll_name(s->coll));
+    if (h->count != s->count)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                               "rank %d has count %llu, this rank has count %llu", p,
+                               (unsigned long long)h->count, (unsigned long long)s->count);
+    if (h->dtype != s->dtype)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH, "rank %d has dtype %s, this rank has %s",
+                               p, terse_dtype_name(h->dtype), terse_dtype_name(s->dtype));
+    if (h->op != s->op)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH, "rank %d has op %s, this rank has %s", p,
+                               terse_op_name(h->op), terse_op_name(s->op));
+    if (h->root != s->root)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH, "rank %d has root %d, this rank has %d",
+                               p, h->root, s->root);
+    if (h->aux != s->aux)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                               "rank %d passed different per-rank counts or settings", p);
+    if (h->algo != s->algo)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                               "rank %d chose algorithm %u, this rank %u (%s)", p, h->algo,
+                               s->algo, req->algo->name);
+    size_t got = x->op.length - (x->split ? 0 : sizeof(terse__msg_hdr_t));
+    if (h->len != got || (!x->var_len && got != x->len))
+        return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                               "message from rank %d has %llu bytes (%zu arrived), expected %zu",
+                               p, (unsigned long long)h->len, got, x->len);
+    return TERSE_OK;
+}
+
+/* Checks the transfers of the round: 1 when all are done (and received headers match),
+ * 0 when some are pending, -1 on failure (req->status says why). */
+static int round_state(terse_request_h req)
+{
+    terse_comm_h comm = req->comm;
+    int pending = 0;
+    for (int i = 0; i < req->nx; i++) {
+        terse__xfer_t *x = &req->x[i];
+        terse__tp_op_t *ops[2] = {&x->hdr_op, &x->op};
+        int done = 0;
+        for (int k = 0; k < 2; k++) {
+            if (ops[k]->state != TERSE_TP_OP_DONE)
+                continue;
+            done++;
+            if (ops[k]->ucs == UCS_OK)
+                continue;
+            terse_status_t st = terse__status_from_ucs(ops[k]->ucs);
+            if (st == TERSE_ERR_PEER_FAILED || comm->tp.peer_failed[x->peer]) {
+                comm->broken = 1;
+                terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED, "rank %d died or its connection broke (%s)",
+                           x->peer, ucs_status_string(ops[k]->ucs));
+            } else if (st == TERSE_ERR_MISMATCH) {
+                terse__req_fail(req, st,
+                                "rank %d sent a longer message than this rank expects (%zu bytes)",
+                                x->peer, x->len);
+            } else {
+                terse__req_fail(req, st, "%s with rank %d failed: %s",
+                                x->is_recv ? "receive" : "send", x->peer,
+                                ucs_status_string(ops[k]->ucs));
+            }
+            return -1;
+        }
+        if (done < 2) {
+            pending = 1;
+            continue;
+        }
+        if (x->is_recv && check_header(req, x) != TERSE_OK)
+            return -1;
+    }
+    return pending ? 0 : 1;
+}
+
+static const terse__abort_rec_t *find_abort(terse_comm_h comm, uint32_t seq)
+{
+    int n = comm->naborts < TERSE_ABORT_TABLE ? comm->naborts : TERSE_ABORT_TABLE;
+    for (int i = 0; i < n; i++) {
+        if (comm->aborts[i].seq == seq)
+            return &comm->aborts[i];
+    }
+    return NULL;
+}
+
+static terse_status_t check_failures(terse_request_h req)
+{
+    terse_comm_h comm = req->comm;
+    const terse__abort_rec_t *a = find_abort(comm, req->sig.seq);
+    if (a) {
+        terse_status_t st = (terse_status_t)a->status;
+        if (st >= 0 || st <= TERSE_ERR_LAST)
+            st = TERSE_ERR_CORRUPT;
+        return terse__req_fail_quiet(req, st, "rank %d failed this call: %s", a->origin, a->msg);
+    }
+    /* A dead peer fails everything still running: collectives need every rank. */
+    if (comm->tp.any_peer_failed) {
+        for (int i = 0; i < comm->size; i++) {
+            if (comm->tp.peer_failed[i]) {
+                comm->broken = 1;
+                return terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED, "rank %d died or its connection broke", i);
+            }
+        }
+    }
+    if (terse__now() - req->start > comm->timeout) {
+        int waiting = -1;
+        for (int i = 0; i < req->nx && waiting < 0; i++) {
+            if (req->x[i].op.state != TERSE_TP_OP_DONE || req->x[i].hdr_op.state != TERSE_TP_OP_DONE)
+                waiting = req->x[i].peer;
+        }
+        return terse__req_fail(req, TERSE_ERR_TIMEOUT,
+                               "no progress for %.0f s (round %d, waiting for rank %d)",
+                               comm->timeout, req->round, waiting);
+    }
+    return TERSE_INPROGRESS;
+}
+
+static int xfers_pending(terse_request_h req)
+{
+    for (int i = 0; i < req->nx; i++) {
+        if (req->x[i].op.state == TERSE_TP_OP_PENDING || req->x[i].hdr_op.state == TERSE_TP_OP_PENDING)
+            return 1;
+    }
+    return 0;
+}
+
+static void cancel_xfers(terse_request_h req)
+{
+    for (int i = 0; i < req->nx; i++) {
+        terse__tp_cancel(&req->comm->tp, &req->x[i].op);
+        terse__tp_cancel(&req->comm->tp, &req->x[i].hdr_op);
+    }
+}
+
+static void unlink_active(terse_request_h req)
+{
+    terse_comm_h comm = req->comm;
+    if (req->prev)
+        req->prev->next = req->next;
+    else if (comm->active == req)
+        comm->active = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->next = req->prev = NULL;
+    comm->nactive--;
+}
+
+static void finish(terse_request_h req)
+{
+    if (req->done)
+        return;
+    req->done = 1;
+    if (req->status != TERSE_OK)
+        cancel_xfers(req);
+    if (req->algo->cleanup)
+        req->algo->cleanup(req);
+    release_scratch(req);
+    unlink_active(req);
+}
+
+terse_status_t terse__req_advance(terse_request_h req)
+{
+    if (req->done)
+        return req->status;
+    for (;;) {
+        if (req->status != TERSE_INPROGRESS)
+            break;
+        int state = round_state(req);
+        if (state < 0)
+            break;
+        if (state == 0) {
+            check_failures(req);
+            break;
+        }
+        /* Round complete: the algorithm consumes it and posts the next one. */
+        req->nx = 0;
+        terse_status_t st = req->algo->progress(req);
+        if (st == TERSE_OK && req->status == TERSE_INPROGRESS) {
+            req->status = TERSE_OK;
+            break;
+        }
+        if (st != TERSE_INPROGRESS && req->status == TERSE_INPROGRESS)
+            terse__req_fail(req, st, "algorithm failed");
+        if (req->nx == 0 && req->status == TERSE_INPROGRESS) {
+            terse__req_fail(req, TERSE_ERR_INTERNAL, "algorithm posted nothing and is not done");
+            break;
+        }
+        /* Loop: transfers that completed immediately let the next round start now. */
+    }
+    if (req->status != TERSE_INPROGRESS)
+        finish(req);
+    return req->status;
+}
+
+terse_status_t terse__req_start(terse_request_h req)
+{
+    terse_comm_h comm = req->comm;
+    req->sig.seq = comm->next_seq++;
+    req->start = terse__now();
+    req->next = comm->active;
+    if (comm->active)
+        comm->active->prev = req;
+    comm->active = req;
+    comm->nactive++;
+    if (comm->broken) {
+        terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED, "a peer failed earlier; create a new communicator");
+        finish(req);
+        return req->status;
+    }
+    terse_status_t st = terse__req_advance(req);
+    if (comm->has_progress_thread)
+        pthread_cond_signal(&comm->cond);
+    return st == TERSE_INPROGRESS ? TERSE_OK : st;
+}
+
+int terse__req_has_pending(terse_request_h req)
+{
+    return xfers_pending(req);
+}
+
+void terse__req_destroy(terse_request_h req)
+{
+    terse__free(req->counts);
+    terse__free(req->displs);
+    terse__free(req->rcounts);
+    terse__free(req->rdispls);
+    terse__free(req->x);
+    terse__free(req);
+}

@@ -1,0 +1,154 @@
+/* One-sided RMA: slabs registered once per communicator, rkeys exchanged at setup. */
+#include "ucx.h"
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+#include <string.h>
+
+#define RKEY_MAX 1024 /* packed rkey bytes we reserve per rank in the exchange */
+
+typedef struct slab_info {
+    uint64_t addr;
+    uint64_t rkey_len;
+    char rkey[RKEY_MAX];
+} slab_info_t;
+
+terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
+                                     terse__tp_allgather_func_t exchange, void *ctx,
+                                     terse__tp_slab_t *slab)
+{
+    slab_info_t *all = NULL, mine;
+    void *packed = NULL;
+    size_t packed_len = 0;
+    terse_status_t st;
+    ucs_status_t us;
+
+    memset(slab, 0, sizeof(*slab));
+    memset(&mine, 0, sizeof(mine));
+    slab->size = size;
+    slab->base = terse__alloc_scratch(size, "rma slab");
+    if (!slab->base)
+        return TERSE_ERR_NO_MEMORY;
+    ucp_mem_map_params_t mp = {
+        .field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH,
+        .address = slab->base,
+        .length = size,
+    };
+    us = ucp_mem_map(tp->context, &mp, &slab->memh);
+    if (us != UCS_OK) {
+        terse_log_error("ucp_mem_map of %zu bytes: %s", size, ucs_status_string(us));
+        st = terse__status_from_ucs(us);
+        goto err_free;
+    }
+    us = ucp_rkey_pack(tp->context, slab->memh, &packed, &packed_len);
+    if (us != UCS_OK || packed_len > RKEY_MAX) {
+        terse_log_error("ucp_rkey_pack: %s (%zu bytes)", ucs_status_string(us), packed_len);
+        st = us != UCS_OK ? terse__status_from_ucs(us) : TERSE_ERR_NOT_SUPPORTED;
+        goto err_unmap;
+    }
+    mine.addr = (uint64_t)(uintptr_t)slab->base;
+    mine.rkey_len = packed_len;
+    memcpy(mine.rkey, packed, packed_len);
+    ucp_rkey_buffer_release(packed);
+
+    all = terse__calloc(tp->size, sizeof(*all), "rkey exchange");
+    slab->remote_addr = terse__calloc(tp->size, sizeof(uint64_t), "remote slab addresses");
+    slab->rkeys = terse__calloc(tp->size, sizeof(ucp_rkey_h), "remote keys");
+    if (!all || !slab->remote_addr || !slab->rkeys) {
+        st = TERSE_ERR_NO_MEMORY;
+        goto err_arrays;
+    }
+    st = exchange(ctx, &mine, all, sizeof(mine));
+    if (st != TERSE_OK)
+        goto err_arrays;
+    for (int i = 0; i < tp->size; i++) {
+        slab->remote_addr[i] = all[i].addr;
+        us = ucp_ep_rkey_unpack(tp->eps[i], all[i].rkey, &slab->rkeys[i]);
+        if (us != UCS_OK) {
+            terse_log_error("unpacking rank %d's rkey: %s", i, ucs_status_string(us));
+            st = terse__status_from_ucs(us);
+            goto err_rkeys;
+        }
+    }
+    terse__free(all);
+    return TERSE_OK;
+
+err_rkeys:
+    for (int i = 0; i < tp->size; i++) {
+        if (slab->rkeys[i])
+            ucp_rkey_destroy(slab->rkeys[i]);
+    }
+err_arrays:
+    terse__free(all);
+    terse__free(slab->remote_addr);
+    terse__free(slab->rkeys);
+err_unmap:
+    ucp_mem_unmap(tp->context, slab->memh);
+err_free:
+    terse__free_scratch(slab->base, size);
+    memset(slab, 0, sizeof(*slab));
+    return st;
+}
+
+void terse__tp_slab_destroy(terse__tp_t *tp, terse__tp_slab_t *slab)
+{
+    if (!slab->base)
+        return;
+    for (int i = 0; i < tp->size; i++) {
+        if (slab->rkeys[i])
+            ucp_rkey_destroy(slab->rkeys[i]);
+    }
+    terse__free(slab->remote_addr);
+    terse__free(slab->rkeys);
+    ucp_mem_unmap(tp->context, slab->memh);
+    terse__free_scratch(slab->base, slab->size);
+    memset(slab, 0, sizeof(*slab));
+}
+
+static void flush_cb(void *request, ucs_status_t status, void *user_data)
+{
+    terse__tp_op_t *op = user_data;
+    op->ucs = status;
+    op->ucx_req = NULL;
+    op->state = TERSE_TP_OP_DONE;
+    ucp_request_free(request);
+}
+
+void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size_t offset,
+                         const void *buf, size_t len, terse__tp_op_t *op)
+{
+    op->peer = peer;
+    op->is_recv = 0;
+    op->ucx_req = NULL;
+    op->state = TERSE_TP_OP_DONE;
+    if (tp->peer_failed[peer]) {
+        op->ucs = UCS_ERR_CONNECTION_RESET;
+        return;
+    }
+    ucp_request_param_t put_prm = {.op_attr_mask = 0};
+    ucs_status_ptr_t p = ucp_put_nbx(tp->eps[peer], buf, len, slab->remote_addr[peer] + offset,
+                                     slab->rkeys[peer], &put_prm);
+    if (UCS_PTR_IS_ERR(p)) {
+        op->ucs = UCS_PTR_STATUS(p);
+        return;
+    }
+    if (UCS_PTR_IS_PTR(p))
+        ucp_request_free(p); /* the flush below covers its completion */
+    ucp_request_param_t flush_prm = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+        .cb = {.send = flush_cb},
+        .user_data = op,
+    };
+    op->state = TERSE_TP_OP_PENDING;
+    p = ucp_ep_flush_nbx(tp->eps[peer], &flush_prm);
+    if (p == NULL) {
+        op->ucs = UCS_OK;
+        op->state = TERSE_TP_OP_DONE;
+    } else if (UCS_PTR_IS_ERR(p)) {
+        op->ucs = UCS_PTR_STATUS(p);
+        op->state = TERSE_TP_OP_DONE;
+    } else {
+        op->ucx_req = p;
+    }
+}

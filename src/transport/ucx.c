@@ -1,0 +1,352 @@
+#include "ucx.h"
+
+#include "bootstrap/bootstrap.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+terse_status_t terse__status_from_ucs(ucs_status_t status)
+{
+    switch (status) {
+    case UCS_OK:
+        return TERSE_OK;
+    case UCS_INPROGRESS:
+        return TERSE_INPROGRESS;
+    case UCS_ERR_NO_MEMORY:
+    case UCS_ERR_EXCEEDS_LIMIT:
+    case UCS_ERR_NO_RESOURCE:
+        return TERSE_ERR_NO_MEMORY;
+    case UCS_ERR_INVALID_PARAM:
+    case UCS_ERR_INVALID_ADDR:
+        return TERSE_ERR_INVALID_ARG;
+    case UCS_ERR_TIMED_OUT:
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+        return TERSE_ERR_TIMEOUT;
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_REJECTED:
+    case UCS_ERR_NOT_CONNECTED:
+        return TERSE_ERR_PEER_FAILED;
+    case UCS_ERR_MESSAGE_TRUNCATED:
+        /* Receivers size buffers from the call's arguments: a longer message means the
+         * sender was called with different arguments. */
+        return TERSE_ERR_MISMATCH;
+    case UCS_ERR_UNSUPPORTED:
+    case UCS_ERR_NO_DEVICE:
+    case UCS_ERR_NO_ELEM:
+        return TERSE_ERR_NOT_SUPPORTED;
+    case UCS_ERR_IO_ERROR:
+        return TERSE_ERR_IO;
+    case UCS_ERR_BUSY:
+        return TERSE_ERR_BUSY;
+    default:
+        return TERSE_ERR_TRANSPORT;
+    }
+}
+
+static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    terse__tp_peer_cb_t *cb = arg;
+    if (!cb->tp->peer_failed[cb->peer])
+        terse_log_warn("peer %d failed: %s", cb->peer, ucs_status_string(status));
+    cb->tp->peer_failed[cb->peer] = 1;
+    cb->tp->any_peer_failed = 1;
+}
+
+static void fill_names(terse__tp_t *tp)
+{
+    ucp_worker_attr_t wattr = {.field_mask = UCP_WORKER_ATTR_FIELD_NAME};
+    snprintf(tp->tls, sizeof(tp->tls), "%s", "auto");
+    if (ucp_worker_query(tp->worker, &wattr) == UCS_OK)
+        snprintf(tp->devices, sizeof(tp->devices), "worker %s", wattr.name);
+}
+
+terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char *err,
+                              size_t errlen)
+{
+    ucp_config_t *config = NULL;
+    ucp_address_t *addr = NULL;
+    size_t addr_len = 0;
+    uint64_t *lens = NULL;
+    char *all = NULL;
+    ucs_status_t us;
+    terse_status_t st = TERSE_ERR_TRANSPORT;
+
+    memset(tp, 0, sizeof(*tp));
+    tp->rank = bs->rank;
+    tp->size = bs->size;
+
+    us = ucp_config_read(NULL, NULL, &config);
+    if (us != UCS_OK) {
+        snprintf(err, errlen, "ucp_config_read: %s", ucs_status_string(us));
+        goto out;
+    }
+    ucp_params_t params = {
+        .field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED,
+        .features = UCP_FEATURE_TAG | UCP_FEATURE_RMA,
+        .mt_workers_shared = 0,
+    };
+    us = ucp_init(&params, config, &tp->context);
+    ucp_config_release(config);
+    if (us != UCS_OK) {
+        snprintf(err, errlen, "ucp_init: %s", ucs_status_string(us));
+        goto out;
+    }
+    /* The communicator serialises every UCX call under its own lock (caller threads and
+     * the progress thread), so the worker needs no locking of its own. */
+    ucp_worker_params_t wparams = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
+                                   .thread_mode = UCS_THREAD_MODE_SERIALIZED};
+    us = ucp_worker_create(tp->context, &wparams, &tp->worker);
+    if (us != UCS_OK) {
+        snprintf(err, errlen, "ucp_worker_create: %s", ucs_status_string(us));
+        goto err_context;
+    }
+    us = ucp_worker_get_address(tp->worker, &addr, &addr_len);
+    if (us != UCS_OK) {
+        snprintf(err, errlen, "ucp_worker_get_address: %s", ucs_status_string(us));
+        goto err_worker;
+    }
+
+    /* Addresses differ in length: exchange lengths first, then pad to the longest. */
+    lens = terse__calloc(tp->size, sizeof(*lens), "worker address lengths");
+    if (!lens) {
+        st = TERSE_ERR_NO_MEMORY;
+        goto err_addr;
+    }
+    uint64_t my_len = addr_len;
+    st = terse__bootstrap_allgather(bs, &my_len, lens, sizeof(my_len));
+    if (st != TERSE_OK) {
+        snprintf(err, errlen, "exchanging worker address lengths: %s", bs->err);
+        goto err_lens;
+    }
+    size_t max_len = 0;
+    for (int i = 0; i < tp->size; i++)
+        max_len = lens[i] > max_len ? lens[i] : max_len;
+    char *mine = terse__calloc(1, max_len, "worker address");
+    all = terse__calloc(tp->size, max_len, "worker addresses");
+    if (!mine || !all) {
+        terse__free(mine);
+        st = TERSE_ERR_NO_MEMORY;
+        goto err_all;
+    }
+    memcpy(mine, addr, addr_len);
+    st = terse__bootstrap_allgather(bs, mine, all, max_len);
+    terse__free(mine);
+    if (st != TERSE_OK) {
+        snprintf(err, errlen, "exchanging worker addresses: %s", bs->err);
+        goto err_all;
+    }
+
+    tp->eps = terse__calloc(tp->size, sizeof(*tp->eps), "endpoints");
+    tp->peer_cb = terse__calloc(tp->size, sizeof(*tp->peer_cb), "endpoint callbacks");
+    tp->peer_failed = terse__calloc(tp->size, sizeof(*tp->peer_failed), "peer states");
+    if (!tp->eps || !tp->peer_cb || !tp->peer_failed) {
+        st = TERSE_ERR_NO_MEMORY;
+        goto err_eps;
+    }
+    for (int i = 0; i < tp->size; i++) {
+        tp->peer_cb[i].tp = tp;
+        tp->peer_cb[i].peer = i;
+        /* Peer error handling so a dead peer becomes an error, not an abort of this process. */
+        ucp_ep_params_t ep_params = {
+            .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                          UCP_EP_PARAM_FIELD_ERR_HANDLER,
+            .address = (const ucp_address_t *)(all + (size_t)i * max_len),
+            .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+            .err_handler = {.cb = ep_error_cb, .arg = &tp->peer_cb[i]},
+        };
+        us = ucp_ep_create(tp->worker, &ep_params, &tp->eps[i]);
+        if (us != UCS_OK) {
+            snprintf(err, errlen, "ucp_ep_create to rank %d: %s", i, ucs_status_string(us));
+            st = terse__status_from_ucs(us);
+            goto err_eps;
+        }
+    }
+    fill_names(tp);
+    terse__free(all);
+    terse__free(lens);
+    ucp_worker_release_address(tp->worker, addr);
+    return TERSE_OK;
+
+err_eps:
+    for (int i = 0; tp->eps && i < tp->size; i++) {
+        if (tp->eps[i])
+            ucp_ep_destroy(tp->eps[i]);
+    }
+    terse__free(tp->eps);
+    terse__free(tp->peer_cb);
+    terse__free((void *)tp->peer_failed);
+    tp->eps = NULL;
+err_all:
+    terse__free(all);
+err_lens:
+    terse__free(lens);
+err_addr:
+    ucp_worker_release_address(tp->worker, addr);
+err_worker:
+    ucp_worker_destroy(tp->worker);
+err_context:
+    ucp_cleanup(tp->context);
+out:
+    if (st == TERSE_OK)
+        st = TERSE_ERR_TRANSPORT;
+    return st;
+}
+
+void terse__tp_fini(terse__tp_t *tp)
+{
+    if (!tp->worker)
+        return;
+    void **closing = terse__calloc(tp->size, sizeof(void *), "endpoint close requests");
+    for (int i = 0; i < tp->size && closing; i++) {
+        if (!tp->eps[i])
+            continue;
+        /* Flush to live peers so our last messages arrive; force-close to dead ones. */
+        ucp_request_param_t prm = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+                                   .flags = tp->peer_failed[i] ? UCP_EP_CLOSE_FLAG_FORCE : 0};
+        closing[i] = ucp_ep_close_nbx(tp->eps[i], &prm);
+    }
+    for (int i = 0; i < tp->size && closing; i++) {
+        if (!UCS_PTR_IS_PTR(closing[i]))
+            continue;
+        /* A close can only hang on a peer that stopped progressing; bound the wait. */
+        for (long spin = 0; ucp_request_check_status(closing[i]) == UCS_INPROGRESS; spin++) {
+            ucp_worker_progress(tp->worker);
+            if (spin > 20000000L) {
+                ucp_request_cancel(tp->worker, closing[i]);
+                break;
+            }
+        }
+        ucp_request_free(closing[i]);
+    }
+    terse__free(closing);
+    ucp_worker_destroy(tp->worker);
+    ucp_cleanup(tp->context);
+    terse__free(tp->eps);
+    terse__free(tp->peer_cb);
+    terse__free((void *)tp->peer_failed);
+    memset(tp, 0, sizeof(*tp));
+}
+
+unsigned terse__tp_progress(terse__tp_t *tp)
+{
+    return ucp_worker_progress(tp->worker);
+}
+
+static void send_cb(void *request, ucs_status_t status, void *user_data)
+{
+    terse__tp_op_t *op = user_data;
+    op->ucs = status;
+    op->ucx_req = NULL;
+    op->state = TERSE_TP_OP_DONE;
+    ucp_request_free(request);
+}
+
+static void recv_cb(void *request, ucs_status_t status, const ucp_tag_recv_info_t *info,
+                    void *user_data)
+{
+    terse__tp_op_t *op = user_data;
+    op->ucs = status;
+    if (status == UCS_OK) {
+        op->length = info->length;
+        op->tag = info->sender_tag;
+    }
+    op->ucx_req = NULL;
+    op->state = TERSE_TP_OP_DONE;
+    ucp_request_free(request);
+}
+
+static void finish_post(terse__tp_op_t *op, ucs_status_ptr_t p)
+{
+    if (p == NULL) {
+        op->ucs = UCS_OK;
+        op->state = TERSE_TP_OP_DONE;
+    } else if (UCS_PTR_IS_ERR(p)) {
+        op->ucs = UCS_PTR_STATUS(p);
+        op->state = TERSE_TP_OP_DONE;
+    } else {
+        op->ucx_req = p;
+    }
+}
+
+static void post_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf, size_t len,
+                      int is_iov, terse__tp_op_t *op)
+{
+    op->peer = peer;
+    op->is_recv = 0;
+    op->ucx_req = NULL;
+    op->state = TERSE_TP_OP_PENDING;
+    if (tp->peer_failed[peer]) {
+        op->ucs = UCS_ERR_CONNECTION_RESET;
+        op->state = TERSE_TP_OP_DONE;
+        return;
+    }
+    ucp_request_param_t prm = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                        (is_iov ? UCP_OP_ATTR_FIELD_DATATYPE : 0),
+        .cb = {.send = send_cb},
+        .user_data = op,
+        .datatype = is_iov ? ucp_dt_make_iov() : 0,
+    };
+    finish_post(op, ucp_tag_send_nbx(tp->eps[peer], buf, len, tag, &prm));
+}
+
+void terse__tp_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf, size_t len,
+                    terse__tp_op_t *op)
+{
+    post_send(tp, peer, tag, buf, len, 0, op);
+}
+
+void terse__tp_send2(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *a, size_t alen,
+                     const void *b, size_t blen, terse__tp_op_t *op)
+{
+    op->iov[0].buffer = (void *)a;
+    op->iov[0].length = alen;
+    op->iov[1].buffer = (void *)b;
+    op->iov[1].length = blen;
+    post_send(tp, peer, tag, op->iov, blen ? 2 : 1, 1, op);
+}
+
+static void post_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *buf,
+                      size_t len, int is_iov, terse__tp_op_t *op)
+{
+    op->peer = peer;
+    op->is_recv = 1;
+    op->ucx_req = NULL;
+    op->length = 0;
+    op->state = TERSE_TP_OP_PENDING;
+    ucp_request_param_t prm = {
+        /* Always complete through the callback: it is the one place that records the
+         * received length and tag. */
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                        UCP_OP_ATTR_FLAG_NO_IMM_CMPL | (is_iov ? UCP_OP_ATTR_FIELD_DATATYPE : 0),
+        .cb = {.recv = recv_cb},
+        .user_data = op,
+        .datatype = is_iov ? ucp_dt_make_iov() : 0,
+    };
+    finish_post(op, ucp_tag_recv_nbx(tp->worker, buf, len, tag, mask, &prm));
+}
+
+void terse__tp_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *buf,
+                    size_t len, terse__tp_op_t *op)
+{
+    post_recv(tp, peer, tag, mask, buf, len, 0, op);
+}
+
+void terse__tp_recv2(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *a,
+                     size_t alen, void *b, size_t blen, terse__tp_op_t *op)
+{
+    op->iov[0].buffer = a;
+    op->iov[0].length = alen;
+    op->iov[1].buffer = b;
+    op->iov[1].length = blen;
+    post_recv(tp, peer, tag, mask, op->iov, blen ? 2 : 1, 1, op);
+}
+
+void terse__tp_cancel(terse__tp_t *tp, terse__tp_op_t *op)
+{
+    if (op->state == TERSE_TP_OP_PENDING && op->ucx_req)
+        ucp_request_cancel(tp->worker, op->ucx_req);
+}

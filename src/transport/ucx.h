@@ -1,0 +1,101 @@
+/* UCX (ucp) transport: one context and worker per communicator, an endpoint per peer,
+ * nonblocking tag send/recv tracked by terse__tp_op_t, and RMA slabs (rma.c). */
+#ifndef TERSE_TRANSPORT_UCX_H
+#define TERSE_TRANSPORT_UCX_H
+
+#include <terse/status.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <ucp/api/ucp.h>
+
+struct terse__bootstrap;
+
+typedef enum terse__tp_op_state {
+    TERSE_TP_OP_IDLE = 0,
+    TERSE_TP_OP_PENDING = 1,
+    TERSE_TP_OP_DONE = 2
+} terse__tp_op_state_t;
+
+/* One send or receive in flight. Lives inside a collective request; must not move or be
+ * freed while PENDING (UCX's callback writes into it). */
+typedef struct terse__tp_op {
+    void *ucx_req;
+    volatile int state;
+    ucs_status_t ucs;
+    int peer;
+    int is_recv;
+    size_t length;    /* receives: bytes received */
+    ucp_tag_t tag;    /* receives: the sender's tag */
+    ucp_dt_iov_t iov[2];
+} terse__tp_op_t;
+
+typedef struct terse__tp_peer_cb {
+    struct terse__tp *tp;
+    int peer;
+} terse__tp_peer_cb_t;
+
+typedef struct terse__tp {
+    ucp_context_h context;
+    ucp_worker_h worker;
+    ucp_ep_h *eps;
+    terse__tp_peer_cb_t *peer_cb;
+    volatile int *peer_failed;  /* set by UCX's endpoint error callback */
+    volatile int any_peer_failed;
+    int rank;
+    int size;
+    char tls[256];   /* transports in use, for terse_info and logs */
+    char devices[256];
+} terse__tp_t;
+
+/* The single place UCX status codes become terse ones. */
+terse_status_t terse__status_from_ucs(ucs_status_t status);
+
+/* Create context, worker and endpoints to every rank (addresses exchanged over @bs). */
+terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char *err,
+                              size_t errlen);
+/* Close endpoints (flushing when peers are alive) and destroy worker and context. */
+void terse__tp_fini(terse__tp_t *tp);
+
+/* Progress the worker; returns nonzero if something happened. */
+unsigned terse__tp_progress(terse__tp_t *tp);
+
+/* Nonblocking contiguous or 2-part (iov) tag send/recv. @op must be IDLE; on return it is
+ * PENDING or DONE (immediate completion or immediate error, see op->ucs). */
+void terse__tp_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf, size_t len,
+                    terse__tp_op_t *op);
+void terse__tp_send2(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *a, size_t alen,
+                     const void *b, size_t blen, terse__tp_op_t *op);
+void terse__tp_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *buf,
+                    size_t len, terse__tp_op_t *op);
+void terse__tp_recv2(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *a,
+                     size_t alen, void *b, size_t blen, terse__tp_op_t *op);
+
+/* Ask UCX to cancel a pending receive; it turns DONE with UCS_ERR_CANCELED on progress. */
+void terse__tp_cancel(terse__tp_t *tp, terse__tp_op_t *op);
+
+/* ---- RMA (rma.c): receive slabs registered once, rkeys exchanged, put + notification. ---- */
+typedef struct terse__tp_slab {
+    void *base;
+    size_t size;
+    ucp_mem_h memh;
+    uint64_t *remote_addr; /* per peer */
+    ucp_rkey_h *rkeys;     /* per peer */
+} terse__tp_slab_t;
+
+/* Collective over the communicator: register @size bytes here and learn every peer's slab.
+ * @exchange is an allgather over the live transport (rank i's @len bytes at i * len). */
+typedef terse_status_t (*terse__tp_allgather_func_t)(void *ctx, const void *sbuf, void *rbuf,
+                                                      size_t len);
+terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
+                                     terse__tp_allgather_func_t exchange, void *ctx,
+                                     terse__tp_slab_t *slab);
+void terse__tp_slab_destroy(terse__tp_t *tp, terse__tp_slab_t *slab);
+
+/* Put @len bytes at @offset of @peer's slab and flush the endpoint: @op turns DONE when the
+ * data is visible at the peer (remote completion), so a tag message sent afterwards can tell
+ * the peer the data is there (UCX orders RMA against tag messages only through a flush). */
+void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size_t offset,
+                         const void *buf, size_t len, terse__tp_op_t *op);
+
+#endif
