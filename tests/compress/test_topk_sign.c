@@ -241,6 +241,7 @@ static void t_topk_encodings(void)
         check_topk(cases[t].spec, x, cases[t].n);
         free(x);
     }
+    free(v);
 }
 
 /* L1/n the way the spec fixes it: 16 double lanes in element order, then a fixed tree. */
