@@ -200,7 +200,15 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
         terse_log_error("grouping ranks by host: %s", bs.err);
         goto err_comm;
     }
-    st = terse__tp_init(&comm->tp, &bs, err, sizeof(err));
+    int *same_host = terse__calloc((size_t)comm->size, sizeof(int), "host flags");
+    if (!same_host) {
+        st = TERSE_ERR_NO_MEMORY;
+        goto err_comm;
+    }
+    for (int i = 0; i < comm->size; i++)
+        same_host[i] = comm->host_of[i] == comm->cross_rank;
+    st = terse__tp_init(&comm->tp, &bs, same_host, err, sizeof(err));
+    terse__free(same_host);
     if (st != TERSE_OK) {
         terse_log_error("rank %d: transport setup failed: %s", bs.rank, err);
         goto err_comm;

@@ -374,6 +374,9 @@ static terse_status_t check_failures(terse_request_h req)
             st = TERSE_ERR_CORRUPT;
         return terse__req_fail_quiet(req, st, "rank %d failed this call: %s", a->origin, a->msg);
     }
+    /* Same-host peers have no UCX error handling: look for their pid once a call waits. */
+    if (terse__now() - req->start > 0.5)
+        terse__tp_check_local_peers(&comm->tp);
     /* A dead peer fails everything still running: collectives need every rank. */
     if (comm->tp.any_peer_failed) {
         for (int i = 0; i < comm->size; i++) {

@@ -4,8 +4,11 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 terse_status_t terse__status_from_ucs(ucs_status_t status)
 {
@@ -63,8 +66,21 @@ static void fill_names(terse__tp_t *tp)
         snprintf(tp->devices, sizeof(tp->devices), "worker %s", wattr.name);
 }
 
-terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char *err,
-                              size_t errlen)
+void terse__tp_check_local_peers(terse__tp_t *tp)
+{
+    for (int i = 0; i < tp->size; i++) {
+        if (!tp->local_pid[i] || tp->peer_failed[i] || i == tp->rank)
+            continue;
+        if (kill(tp->local_pid[i], 0) != 0 && errno == ESRCH) {
+            terse_log_warn("peer %d (pid %d on this host) is gone", i, tp->local_pid[i]);
+            tp->peer_failed[i] = 1;
+            tp->any_peer_failed = 1;
+        }
+    }
+}
+
+terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
+                              char *err, size_t errlen)
 {
     ucp_config_t *config = NULL;
     ucp_address_t *addr = NULL;
@@ -142,7 +158,8 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char
     tp->eps = terse__calloc(tp->size, sizeof(*tp->eps), "endpoints");
     tp->peer_cb = terse__calloc(tp->size, sizeof(*tp->peer_cb), "endpoint callbacks");
     tp->peer_failed = terse__calloc(tp->size, sizeof(*tp->peer_failed), "peer states");
-    if (!tp->eps || !tp->peer_cb || !tp->peer_failed) {
+    tp->local_pid = terse__calloc(tp->size, sizeof(int), "peer pids");
+    if (!tp->eps || !tp->peer_cb || !tp->peer_failed || !tp->local_pid) {
         st = TERSE_ERR_NO_MEMORY;
         goto err_eps;
     }
@@ -154,7 +171,7 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char
             .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                           UCP_EP_PARAM_FIELD_ERR_HANDLER,
             .address = (const ucp_address_t *)(all + (size_t)i * max_len),
-            .err_mode = UCP_ERR_HANDLING_MODE_PEER,
+            .err_mode = same_host[i] ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER,
             .err_handler = {.cb = ep_error_cb, .arg = &tp->peer_cb[i]},
         };
         us = ucp_ep_create(tp->worker, &ep_params, &tp->eps[i]);
@@ -163,6 +180,17 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char
             st = terse__status_from_ucs(us);
             goto err_eps;
         }
+    }
+    /* pids of same-host peers, so their death is noticed without UCX's help */
+    int mypid = (int)getpid();
+    st = terse__bootstrap_allgather(bs, &mypid, tp->local_pid, sizeof(int));
+    if (st != TERSE_OK) {
+        snprintf(err, errlen, "exchanging pids: %s", bs->err);
+        goto err_eps;
+    }
+    for (int i = 0; i < tp->size; i++) {
+        if (!same_host[i])
+            tp->local_pid[i] = 0;
     }
     fill_names(tp);
     terse__free(all);
@@ -178,6 +206,7 @@ err_eps:
     terse__free(tp->eps);
     terse__free(tp->peer_cb);
     terse__free((void *)tp->peer_failed);
+    terse__free(tp->local_pid);
     tp->eps = NULL;
 err_all:
     terse__free(all);
@@ -227,6 +256,7 @@ void terse__tp_fini(terse__tp_t *tp)
     terse__free(tp->eps);
     terse__free(tp->peer_cb);
     terse__free((void *)tp->peer_failed);
+    terse__free(tp->local_pid);
     memset(tp, 0, sizeof(*tp));
 }
 

@@ -42,6 +42,7 @@ typedef struct terse__tp {
     terse__tp_peer_cb_t *peer_cb;
     volatile int *peer_failed;  /* set by UCX's endpoint error callback */
     volatile int any_peer_failed;
+    int *local_pid; /* pid of same-host peers, 0 for remote ones */
     int rank;
     int size;
     char tls[256];   /* transports in use, for terse_info and logs */
@@ -51,9 +52,16 @@ typedef struct terse__tp {
 /* The single place UCX status codes become terse ones. */
 terse_status_t terse__status_from_ucs(ucs_status_t status);
 
-/* Create context, worker and endpoints to every rank (addresses exchanged over @bs). */
-terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, char *err,
-                              size_t errlen);
+/* Create context, worker and endpoints to every rank (addresses exchanged over @bs).
+ * @same_host[i] != 0 marks ranks on this host: UCX 1.13 offers its shared-memory and CMA
+ * transports only to endpoints without peer error handling, so those endpoints go without
+ * it (a dead local peer is found by its pid instead, see terse__tp_check_local_peers);
+ * remote endpoints keep UCX's peer error handling. */
+terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
+                              char *err, size_t errlen);
+
+/* Marks same-host peers whose process is gone as failed (kill(pid, 0)). */
+void terse__tp_check_local_peers(terse__tp_t *tp);
 /* Close endpoints (flushing when peers are alive) and destroy worker and context. */
 void terse__tp_fini(terse__tp_t *tp);
 
