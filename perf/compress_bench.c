@@ -209,9 +209,8 @@ int main(int argc, char **argv)
     row_t *rows = calloc((size_t)nsizes * (size_t)nspecs, sizeof(row_t));
     int nrows = 0;
     printf("kernels: %s\n", terse__ckernels()->name);
-    printf("%-18s %10s %11s %9s %12s %7s %9s %11s %11s %8s\n", "compressor", "elements",
-           "enc_s", "in_GB/s", "wire_bytes", "x_mcpy", "Melem/s", "dec_Melem/s", "dec_Mpair/s",
-           "vs_nth");
+    printf("%-18s %10s %11s %9s %12s %7s %9s %11s %11s %8s\n", "compressor", "elements", "enc_s",
+           "in_GB/s", "wire_bytes", "x_mcpy", "Melem/s", "dec_Melem/s", "dec_Mpair/s", "vs_nth");
     for (int s = 0; s < nsizes; s++) {
         size_t n = sizes[s];
         /* memcpy bandwidth on this size, measured now */
@@ -266,8 +265,8 @@ int main(int argc, char **argv)
             if (r->nth_s > 0)
                 snprintf(vs, sizeof(vs), "%.1fx", r->nth_s / r->enc_s);
             printf("%-18s %10zu %11.3e %9.2f %12zu %7.2f %9.1f %11.1f %11.1f %8s\n", r->spec, n,
-                   r->enc_s, r->input_gbps, r->wire_bytes, r->ratio_to_memcpy,
-                   r->elems_per_s / 1e6, r->dec_elems_per_s / 1e6, r->dec_pairs_per_s / 1e6, vs);
+                   r->enc_s, r->input_gbps, r->wire_bytes, r->ratio_to_memcpy, r->elems_per_s / 1e6,
+                   r->dec_elems_per_s / 1e6, r->dec_pairs_per_s / 1e6, vs);
         }
         printf("%-18s %10zu %11.3e %9.2f   (memcpy of the same bytes)\n", "memcpy", n,
                (double)n * 4 / mcpy_gbps / 1e9, mcpy_gbps);
@@ -281,8 +280,8 @@ int main(int argc, char **argv)
                    "decode_pairs_per_s,nth_element_seconds,kernels\n");
         for (int i = 0; i < nrows; i++) {
             row_t *r = &rows[i];
-            fprintf(f, "\"%s\",%zu,%.9g,%.6g,%zu,%.6g,%.6g,%.6g,%.9g,%.6g,%.6g,%.9g,%s\n",
-                    r->spec, r->n, r->enc_s, r->input_gbps, r->wire_bytes, r->ratio_to_memcpy,
+            fprintf(f, "\"%s\",%zu,%.9g,%.6g,%zu,%.6g,%.6g,%.6g,%.9g,%.6g,%.6g,%.9g,%s\n", r->spec,
+                    r->n, r->enc_s, r->input_gbps, r->wire_bytes, r->ratio_to_memcpy,
                     r->elems_per_s, r->memcpy_gbps, r->dec_s, r->dec_elems_per_s,
                     r->dec_pairs_per_s, r->nth_s, terse__ckernels()->name);
         }

@@ -431,17 +431,20 @@ terse_status_t terse__compress_check_values(const terse__crange_t *r, size_t blo
 {
     if (r->c.nonfinite_passthrough)
         return TERSE_OK;
-    uint32_t mx = 0;
-    for (size_t j = 0; j < count; j++) {
-        uint32_t k = terse__get_u32(p + 4 * j) & TERSE__ABS_MASK;
-        mx = k > mx ? k : mx;
+    /* through an aligned bounce buffer so the vector kernel can scan unaligned wire bytes */
+    const terse__ckernels_t *kern = terse__ckernels();
+    float buf[512];
+    for (size_t j = 0; j < count; j += 512) {
+        size_t m = count - j < 512 ? count - j : 512;
+        memcpy(buf, p + 4 * j, 4 * m);
+        if (!kern->any_abs_ge(buf, m, TERSE__NONFINITE))
+            continue;
+        size_t e = 0;
+        while ((terse__f32_bits(buf[e]) & TERSE__ABS_MASK) < TERSE__NONFINITE)
+            e++;
+        return terse__compress_corrupt(r, block, "non-finite value at position %zu", j + e);
     }
-    if (mx < TERSE__NONFINITE)
-        return TERSE_OK;
-    size_t j = 0;
-    while ((terse__get_u32(p + 4 * j) & TERSE__ABS_MASK) < TERSE__NONFINITE)
-        j++;
-    return terse__compress_corrupt(r, block, "non-finite value at position %zu", j);
+    return TERSE_OK;
 }
 
 static _Thread_local terse__buf_t scratch[TERSE__SCRATCH_SLOTS];

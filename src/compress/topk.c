@@ -184,18 +184,21 @@ terse_status_t terse__topk_parse_block(const terse__crange_t *r, size_t block, c
         return TERSE_OK;
     }
     if (enc == TERSE__TOPK_ENC_VARINT) {
-        uint64_t x = 0;
+        /* x + 1 + gap must stay below nb; x starts at "-1" so the first value is the index */
+        uint64_t x = UINT64_MAX, g;
         const uint8_t *q = ip;
         for (size_t j = 0; j < k; j++) {
-            uint64_t g;
-            size_t used = terse__varint_get(q, end, &g);
-            if (!used)
-                return terse__compress_corrupt(r, block, "bad varint for index %zu", j);
-            q += used;
-            /* x + 1 + g must stay below nb, written so nothing can wrap */
-            if (j == 0 ? g >= nb : (g >= nb || x + 1 >= nb - g))
+            if (q < end && *q < 0x80) { /* one-byte gaps are the common case */
+                g = *q++;
+            } else {
+                size_t used = terse__varint_get(q, end, &g);
+                if (!used)
+                    return terse__compress_corrupt(r, block, "bad varint for index %zu", j);
+                q += used;
+            }
+            if (g >= nb - (x + 1))
                 return terse__compress_corrupt(r, block, "index %zu out of range", j);
-            x = j == 0 ? g : x + 1 + g;
+            x += 1 + g;
             if (idx)
                 idx[j] = x;
         }
@@ -299,16 +302,32 @@ static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint
     return TERSE_OK;
 }
 
+/* Sum of k over the range (what validate decodes into scratch). */
+static size_t range_k(const terse__crange_t *r)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < r->count; i++)
+        total += terse__compress_k(r->c.ratio, terse__crange_block_len(r, r->first + i));
+    return total;
+}
+
+/* Validation decodes every block's indices once into scratch (slot 1, all blocks back to back)
+ * and their part sizes (slot 0), so add() is a plain scatter-add with no parsing. */
 static terse_status_t topk_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
 {
+    size_t *used = terse__compress_scratch(0, r->count * sizeof(size_t));
+    uint64_t *idx = terse__compress_scratch(1, range_k(r) * sizeof(uint64_t));
+    if (!used || !idx)
+        return TERSE_ERR_NO_MEMORY;
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
-        size_t b = r->first + i, nb = terse__crange_block_len(r, b), used;
-        terse_status_t st = terse__topk_parse_block(r, b, p + pos, len - pos, nb,
-                                                    terse__compress_k(r->c.ratio, nb), &used, NULL);
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        size_t k = terse__compress_k(r->c.ratio, nb);
+        terse_status_t st = terse__topk_parse_block(r, b, p + pos, len - pos, nb, k, &used[i], idx);
         if (st != TERSE_OK)
             return st;
-        pos += used;
+        pos += used[i];
+        idx += k;
     }
     if (pos != len)
         return terse__compress_corrupt(r, r->first + r->count, "%zu trailing bytes", len - pos);
@@ -317,11 +336,21 @@ static terse_status_t topk_validate(const terse__crange_t *r, const uint8_t *p, 
 
 static void topk_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
 {
-    size_t pos = 0;
+    const size_t *used = terse__compress_scratch(0, 1); /* filled by validate */
+    const uint64_t *idx = terse__compress_scratch(1, 1);
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
-        pos += terse__topk_add_block(p + pos, nb, terse__compress_k(r->c.ratio, nb),
-                                     acc + terse__crange_block_start(r, b));
+        size_t k = terse__compress_k(r->c.ratio, nb);
+        float *a = acc + terse__crange_block_start(r, b);
+        const uint8_t *vals = p + 1;
+        for (size_t j = 0; j < k; j++) {
+            /* the indices are known ahead: fetch the accumulator lines early */
+            if (j + 16 < k)
+                __builtin_prefetch(&a[idx[j + 16]], 1);
+            a[idx[j]] += terse__get_f32(vals + 4 * j);
+        }
+        p += used[i];
+        idx += k;
     }
 }
 

@@ -38,9 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < n; i++)
         acc[i] = 3.0f;
     char msg[256];
-    terse_status_t st = terse__decompress_blocks_add(&r, data, size, (size_t)n, tid, step,
-                                                     (size_t)first, (size_t)count, acc, msg,
-                                                     sizeof(msg));
+    terse_status_t st = terse__decompress_blocks_add(
+        &r, data, size, (size_t)n, tid, step, (size_t)first, (size_t)count, acc, msg, sizeof(msg));
     for (size_t i = 0; i < n; i++) {
         if (st != TERSE_OK && acc[i] != 3.0f)
             abort(); /* a rejected message must not have touched acc */
