@@ -1,0 +1,123 @@
+"""Thin 1:1 ctypes layer over libterse.so (the C API in include/terse/).
+
+Every function here mirrors one C function; argument and result types follow the headers.
+Nothing here raises on a status: callers turn statuses into TerseError (see _errors.py).
+
+Finding the library, in order: $TERSE_LIBRARY (a path to libterse.so), the path recorded at
+install time in _libpath.py, then the dynamic loader's search path ("libterse.so.0").
+"""
+import ctypes
+import os
+
+c_status = ctypes.c_int
+c_comm = ctypes.c_void_p
+c_req = ctypes.c_void_p
+
+# enum terse_dtype (include/terse/types.h)
+DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_FLOAT16, DTYPE_BFLOAT16 = 0, 1, 2, 3
+DTYPE_INT8, DTYPE_INT16, DTYPE_INT32, DTYPE_INT64, DTYPE_UINT8 = 4, 5, 6, 7, 8
+# enum terse_op
+OP_SUM, OP_AVG, OP_MIN, OP_MAX, OP_PROD = 0, 1, 2, 3, 4
+# enum terse_status
+OK, INPROGRESS = 0, 1
+ERR_INVALID_ARG, ERR_MISMATCH, ERR_NONFINITE, ERR_NOT_SUPPORTED = -1, -5, -7, -9
+ERR_INTERNAL = -13
+# terse_comm_params field_mask bits
+COMM_PARAM_FIELD_OOB = 1 << 0
+COMM_PARAM_FIELD_PROGRESS_THREAD = 1 << 1
+COMM_PARAM_FIELD_HOST_ID = 1 << 2
+COMM_PARAM_FIELD_TIMEOUT = 1 << 3
+# enum terse_compressor_kind
+COMPRESSOR_NONE, COMPRESSOR_TOPK, COMPRESSOR_SIGN, COMPRESSOR_RANDK = 0, 1, 2, 3
+COMPRESSOR_INDUCED, COMPRESSOR_FP16, COMPRESSOR_BF16 = 4, 5, 6
+COMPRESSOR_FIELD_SEED = 1 << 0
+COMPRESSOR_FIELD_BLOCK_SIZE = 1 << 1
+COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH = 1 << 2
+
+OOB_ALLGATHER_FUNC = ctypes.CFUNCTYPE(c_status, ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.c_size_t, ctypes.c_void_p)
+
+
+class Oob(ctypes.Structure):
+    _fields_ = [("allgather", OOB_ALLGATHER_FUNC), ("coll_info", ctypes.c_void_p),
+                ("rank", ctypes.c_int), ("size", ctypes.c_int)]
+
+
+class CommParams(ctypes.Structure):
+    _fields_ = [("field_mask", ctypes.c_uint64), ("oob", Oob), ("progress_thread", ctypes.c_int),
+                ("host_id", ctypes.c_char_p), ("timeout", ctypes.c_double)]
+
+
+class Compressor(ctypes.Structure):
+    _fields_ = [("field_mask", ctypes.c_uint64), ("kind", ctypes.c_int),
+                ("ratio", ctypes.c_double), ("randk_ratio", ctypes.c_double),
+                ("seed", ctypes.c_uint64), ("block_size", ctypes.c_size_t),
+                ("nonfinite_passthrough", ctypes.c_int)]
+
+
+def _find_library():
+    path = os.environ.get("TERSE_LIBRARY")
+    if path:
+        return path
+    try:
+        from . import _libpath  # written by `cmake --install`
+        if _libpath.LIBRARY and os.path.exists(_libpath.LIBRARY):
+            return _libpath.LIBRARY
+    except ImportError:
+        pass
+    return "libterse.so.0"
+
+
+lib = ctypes.CDLL(_find_library())
+# The C library warns about TERSE_* variables it does not know; TERSE_LIBRARY is ours. Drop it
+# from the C environment only (os.environ, and so child processes, keep it).
+if "TERSE_LIBRARY" in os.environ:
+    os.unsetenv("TERSE_LIBRARY")
+
+_P = ctypes.c_void_p
+_SZ = ctypes.c_size_t
+_PSZ = ctypes.POINTER(ctypes.c_size_t)
+_I = ctypes.c_int
+
+
+def _decl(name, res, *args):
+    fn = getattr(lib, name)
+    fn.restype = res
+    fn.argtypes = list(args)
+    globals()[name] = fn
+
+
+_decl("terse_status_string", ctypes.c_char_p, c_status)
+_decl("terse_status_name", ctypes.c_char_p, c_status)
+_decl("terse_version", ctypes.c_char_p)
+_decl("terse_dtype_size", _SZ, _I)
+_decl("terse_comm_create", c_status, ctypes.POINTER(CommParams), ctypes.POINTER(c_comm))
+_decl("terse_comm_destroy", c_status, c_comm)
+for _n in ("rank", "size", "local_rank", "local_size", "cross_rank", "cross_size"):
+    _decl("terse_comm_" + _n, _I, c_comm)
+_decl("terse_comm_last_error", ctypes.c_char_p, c_comm)
+_decl("terse_comm_progress", c_status, c_comm)
+_decl("terse_barrier", c_status, c_comm)
+_decl("terse_iallreduce", c_status, c_comm, _P, _P, _SZ, _I, _I, ctypes.POINTER(c_req))
+_decl("terse_iallgather", c_status, c_comm, _P, _P, _SZ, _I, ctypes.POINTER(c_req))
+_decl("terse_iallgatherv", c_status, c_comm, _P, _P, _PSZ, _PSZ, _I, ctypes.POINTER(c_req))
+_decl("terse_ibcast", c_status, c_comm, _P, _SZ, _I, _I, ctypes.POINTER(c_req))
+_decl("terse_ialltoall", c_status, c_comm, _P, _P, _SZ, _I, ctypes.POINTER(c_req))
+_decl("terse_ibarrier", c_status, c_comm, ctypes.POINTER(c_req))
+_decl("terse_test", c_status, c_req)
+_decl("terse_wait", c_status, c_req)
+_decl("terse_request_free", None, c_req)
+_decl("terse_request_algorithm", ctypes.c_char_p, c_req)
+_decl("terse_allreduce", c_status, c_comm, _P, _P, _SZ, _I, _I)
+_decl("terse_allgather", c_status, c_comm, _P, _P, _SZ, _I)
+_decl("terse_allgatherv", c_status, c_comm, _P, _P, _PSZ, _PSZ, _I)
+_decl("terse_bcast", c_status, c_comm, _P, _SZ, _I, _I)
+_decl("terse_alltoall", c_status, c_comm, _P, _P, _SZ, _I)
+_decl("terse_compressor_parse", c_status, ctypes.c_char_p, ctypes.POINTER(Compressor))
+_decl("terse_compressor_format", c_status, ctypes.POINTER(Compressor), ctypes.c_char_p, _SZ)
+_decl("terse_compressor_validate", c_status, ctypes.POINTER(Compressor))
+_decl("terse_compress_max_bytes", _SZ, ctypes.POINTER(Compressor), _SZ)
+_decl("terse_compress", c_status, ctypes.POINTER(Compressor), _P, _SZ, ctypes.c_uint32,
+      ctypes.c_uint64, _P, _SZ, _PSZ, _P, _P)
+_decl("terse_decompress", c_status, ctypes.POINTER(Compressor), _P, _SZ, _SZ, ctypes.c_uint32,
+      ctypes.c_uint64, _P)
