@@ -8,5 +8,7 @@
 #include <terse/comm.h>
 #include <terse/coll.h>
 #include <terse/compress.h>
+#include <terse/compressed.h>
+#include <terse/ef.h>
 
 #endif

@@ -1,27 +1,58 @@
 /* Binomial-tree broadcast: log2(P) rounds; a rank forwards to its whole subtree at once. */
 #include "algos.h"
 
+/* Rounds: receive from the parent; send to the children and collect their acks; ack the
+ * parent and wait for its "done"; pass "done" on. The acks let a rank that believes it is
+ * the root learn that a child disagrees (the child's own data message lands in the ack
+ * receive and fails the header check), and "done" only starts once every rank acked, so a
+ * disagreement fails the call on every rank rather than on some. Costs two extra latencies
+ * of empty messages, acceptable for the broadcasts training does (parameters, state). */
+static void post_children(terse_request_h req, int vr, int lowbit, uint16_t step, int acks)
+{
+    int p = req->comm->size;
+    size_t bytes = step == 0 ? req->count * terse_dtype_size(req->dtype) : 0;
+    for (int m = 1; m < lowbit && vr + m < p; m <<= 1) {
+        int child = (vr + m + req->root) % p;
+        terse__req_send(req, child, step, step == 0 ? req->rbuf : NULL, bytes);
+        if (acks)
+            terse__req_recv_any_step(req, child, 1, NULL, 0);
+    }
+}
+
 static terse_status_t bcast_progress(terse_request_h req)
 {
     terse_comm_h comm = req->comm;
     int p = comm->size;
     int vr = (comm->rank - req->root + p) % p; /* rank relative to the root */
-    size_t bytes = req->count * terse_dtype_size(req->dtype);
     int lowbit = 1;
 
     while (lowbit < p && !(vr & lowbit))
         lowbit <<= 1;
-    if (req->round == 0 && vr != 0) {
-        int parent = ((vr - lowbit) + req->root) % p;
-        terse__req_recv(req, parent, 0, req->rbuf, bytes);
+    int parent = ((vr - lowbit) + req->root) % p;
+    if (req->round == 0) {
         req->round = 1;
-        return TERSE_INPROGRESS;
+        if (vr != 0) {
+            terse__req_recv(req, parent, 0, req->rbuf, req->count * terse_dtype_size(req->dtype));
+            return TERSE_INPROGRESS;
+        }
     }
-    if (req->round <= 1) {
+    if (req->round == 1) {
         req->round = 2;
-        /* Children are vr + m for every m below our lowest set bit (root: below P). */
-        for (int m = (vr == 0 ? 1 : 1); m < lowbit && vr + m < p; m <<= 1)
-            terse__req_send(req, (vr + m + req->root) % p, 0, req->rbuf, bytes);
+        post_children(req, vr, lowbit, 0, 1);
+        if (req->nx)
+            return TERSE_INPROGRESS;
+    }
+    if (req->round == 2) {
+        req->round = 3;
+        if (vr != 0) {
+            terse__req_send(req, parent, 1, NULL, 0);
+            terse__req_recv(req, parent, 2, NULL, 0);
+            return TERSE_INPROGRESS;
+        }
+    }
+    if (req->round == 3) {
+        req->round = 4;
+        post_children(req, vr, lowbit, 2, 0);
         if (req->nx)
             return TERSE_INPROGRESS;
     }

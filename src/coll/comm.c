@@ -4,6 +4,7 @@
 #include "bootstrap/bootstrap.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "topo/hostgroup.h"
 
 #include <sched.h>
 #include <stdarg.h>
@@ -19,58 +20,53 @@ void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)
     va_end(ap);
 }
 
-static void default_host_id(char *buf, size_t len)
-{
-    char host[128] = "unknown", boot[64] = "";
-    gethostname(host, sizeof(host) - 1);
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    if (f) {
-        if (!fgets(boot, sizeof(boot), f))
-            boot[0] = '\0';
-        fclose(f);
-        boot[strcspn(boot, "\n")] = '\0';
-    }
-    snprintf(buf, len, "%s/%s", host, boot);
-}
-
-/* Local rank/size by host id; cross rank = index of this host in order of first appearance. */
+/* Host grouping (local/cross ranks, host-major order) from every rank's host id. */
 static terse_status_t group_hosts(terse_comm_h comm, terse__bootstrap_t *bs)
 {
     enum { ID_LEN = 256 };
     char *ids = terse__calloc((size_t)comm->size, ID_LEN, "host ids");
-    comm->host_of = terse__calloc((size_t)comm->size, sizeof(int), "host map");
-    if (!ids || !comm->host_of) {
-        terse__free(ids);
+    if (!ids)
         return TERSE_ERR_NO_MEMORY;
-    }
     char mine[ID_LEN] = {0};
     snprintf(mine, sizeof(mine), "%s", comm->host_id);
     terse_status_t st = terse__bootstrap_allgather(bs, mine, ids, ID_LEN);
-    if (st != TERSE_OK) {
-        terse__free(ids);
-        return st;
-    }
-    int nhosts = 0;
-    for (int i = 0; i < comm->size; i++) {
-        int h = -1;
-        for (int j = 0; j < i && h < 0; j++) {
-            if (strcmp(ids + (size_t)i * ID_LEN, ids + (size_t)j * ID_LEN) == 0)
-                h = comm->host_of[j];
-        }
-        comm->host_of[i] = h >= 0 ? h : nhosts++;
-    }
-    comm->cross_size = nhosts;
-    comm->cross_rank = comm->host_of[comm->rank];
-    comm->local_rank = comm->local_size = 0;
-    for (int i = 0; i < comm->size; i++) {
-        if (comm->host_of[i] == comm->cross_rank) {
-            if (i < comm->rank)
-                comm->local_rank++;
-            comm->local_size++;
-        }
-    }
+    if (st == TERSE_OK)
+        st = terse__hostgroup_compute(ids, ID_LEN, comm->size, comm->rank, &comm->hosts);
     terse__free(ids);
+    if (st != TERSE_OK)
+        return st;
+    comm->host_of = comm->hosts.host_of;
+    comm->local_rank = comm->hosts.local_rank;
+    comm->local_size = comm->hosts.local_size;
+    comm->cross_rank = comm->hosts.cross_rank;
+    comm->cross_size = comm->hosts.cross_size;
     return TERSE_OK;
+}
+
+/* Where this rank's progress thread and buffers should live (warns and runs unbound on any
+ * trouble: placement is an optimisation, never a reason to fail). */
+static void plan_placement(terse_comm_h comm)
+{
+    char devs[16][64];
+    const char *names[16];
+    size_t n = terse__tp_net_devices(devs, 16);
+    for (size_t i = 0; i < n; i++)
+        names[i] = devs[i];
+    comm->topo = terse__topo_load(NULL);
+    terse__topo_request_t treq = {
+        .allowed = NULL,
+        .nics = names,
+        .num_nics = n,
+        .local_rank = comm->local_rank,
+        .local_size = comm->local_size,
+        .bind = terse__config()->bind,
+    };
+    if (terse__topo_plan(comm->topo, &treq, &comm->plan) == TERSE_OK) {
+        comm->has_plan = 1;
+        char line[256];
+        terse__topo_plan_string(&comm->plan, line, sizeof(line));
+        terse_log_info("rank %d placement: %s", comm->rank, line);
+    }
 }
 
 static void post_abort_recv(terse_comm_h comm)
@@ -131,6 +127,9 @@ unsigned terse__comm_progress_locked(terse_comm_h comm)
 static void *progress_main(void *arg)
 {
     terse_comm_h comm = arg;
+    if (comm->has_plan && comm->plan.bind_thread &&
+        terse__topo_bind_thread(comm->topo, &comm->plan) != TERSE_OK)
+        terse_log_warn("rank %d: progress thread left unbound", comm->rank);
     pthread_mutex_lock(&comm->lock);
     while (!comm->stopping) {
         if (comm->nactive == 0 && !comm->zombies && !comm->abort_sends) {
@@ -190,8 +189,8 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
         snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
     else if (cfg->host_id[0])
         snprintf(comm->host_id, sizeof(comm->host_id), "%s", cfg->host_id);
-    else
-        default_host_id(comm->host_id, sizeof(comm->host_id));
+    else if (terse__topo_host_id(comm->host_id, sizeof(comm->host_id)) != TERSE_OK)
+        snprintf(comm->host_id, sizeof(comm->host_id), "unknown-host");
     pthread_mutex_init(&comm->lock, NULL);
     pthread_cond_init(&comm->cond, NULL);
 
@@ -224,6 +223,7 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
     }
     terse__bootstrap_close(&bs);
     post_abort_recv(comm);
+    plan_placement(comm);
 
     int want_thread = (mask & TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD) ? params->progress_thread
                                                                        : cfg->progress_thread;
@@ -242,7 +242,7 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
 err_tp:
     terse__tp_fini(&comm->tp);
 err_comm:
-    terse__free(comm->host_of);
+    terse__hostgroup_release(&comm->hosts);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
     terse__free(comm);
@@ -293,7 +293,10 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
     pthread_mutex_unlock(&comm->lock);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
-    terse__free(comm->host_of);
+    if (comm->has_plan)
+        terse__topo_plan_release(&comm->plan);
+    terse__topo_release(comm->topo);
+    terse__hostgroup_release(&comm->hosts);
     terse__free(comm);
     return TERSE_OK;
 }

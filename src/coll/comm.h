@@ -12,6 +12,8 @@
 #include <terse/coll.h>
 
 #include "core/alloc.h"
+#include "topo/hostgroup.h"
+#include "topo/topo.h"
 #include "transport/ucx.h"
 
 #include <pthread.h>
@@ -64,6 +66,8 @@ typedef struct terse__xfer {
     int split;
     int is_recv;
     int var_len; /* receive: any length up to len */
+    int hdr_checked; /* split receive: header already validated */
+    int any_step; /* receive: match this peer's message of any step (see bcast acks) */
     int peer;
     uint16_t step;
 } terse__xfer_t;
@@ -129,7 +133,8 @@ struct terse_comm {
     terse__tp_t tp;
     int rank, size;
     int local_rank, local_size, cross_rank, cross_size;
-    int *host_of;  /* host index of every rank */
+    int *host_of;  /* host index of every rank (owned by hosts) */
+    terse__hostgroup_t hosts;
     double timeout;
     uint32_t next_seq;
     pthread_mutex_t lock;
@@ -152,7 +157,9 @@ struct terse_comm {
     size_t eager_hdr_bytes;
     char host_id[256];
     char last_error[512];
-    void *topo; /* terse__topo_t, may be NULL */
+    terse__topo_t *topo; /* may be NULL: run unbound */
+    terse__topo_plan_t plan;
+    int has_plan;
 };
 
 /* ---- engine (request.c) ---- */
@@ -168,6 +175,9 @@ void terse__req_recv(terse_request_h req, int peer, uint16_t step, void *buf, si
 /* Receive of unknown length up to @cap; the length is in terse__req_received_len after. */
 void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf, size_t cap);
 size_t terse__req_received_len(terse_request_h req, int xfer_index);
+/* A receive that matches @peer's next message of this call whatever its step: used where a
+ * rank with a different view of the call would send something else (e.g. its own root). */
+void terse__req_recv_any_step(terse_request_h req, int peer, uint16_t step, void *buf, size_t len);
 /* Record a local failure with a formatted reason (becomes the comm's last error). */
 terse_status_t terse__req_fail(terse_request_h req, terse_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

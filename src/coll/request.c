@@ -107,7 +107,12 @@ static void post_xfer(terse_request_h req, terse__xfer_t *x)
     uint32_t seq = req->sig.seq;
     if (x->is_recv) {
         ucp_tag_t tag = make_tag(TERSE_TAG_CLASS_DATA, seq, x->peer, x->step);
-        if (x->split) {
+        ucp_tag_t mask = x->any_step ? ~0x3ffull : ~0ull;
+        if (x->any_step) {
+            x->hdr_op.state = TERSE_TP_OP_DONE;
+            terse__tp_recv2(tp, x->peer, tag, mask, &x->hdr, sizeof(x->hdr), x->buf, x->len,
+                            &x->op);
+        } else if (x->split) {
             terse__tp_recv(tp, x->peer, make_tag(TERSE_TAG_CLASS_HDR, seq, x->peer, x->step),
                            ~0ull, &x->hdr, sizeof(x->hdr), &x->hdr_op);
             terse__tp_recv(tp, x->peer, tag, ~0ull, x->buf, x->len, &x->op);
@@ -134,7 +139,9 @@ static void post_xfer(terse_request_h req, terse__xfer_t *x)
     }
 }
 
-static void add_xfer(terse_request_h req, int is_recv, int var, int peer, uint16_t step,
+enum { XFER_VAR = 1, XFER_ANY_STEP = 2 };
+
+static void add_xfer(terse_request_h req, int is_recv, int flags, int peer, uint16_t step,
                      void *buf, size_t len)
 {
     if (req->status != TERSE_INPROGRESS)
@@ -145,7 +152,9 @@ static void add_xfer(terse_request_h req, int is_recv, int var, int peer, uint16
     }
     terse__xfer_t *x = new_xfer(req);
     x->is_recv = is_recv;
+    int var = (flags & XFER_VAR) != 0;
     x->var_len = var;
+    x->any_step = (flags & XFER_ANY_STEP) != 0;
     x->peer = peer;
     x->step = step;
     x->buf = buf;
@@ -153,7 +162,7 @@ static void add_xfer(terse_request_h req, int is_recv, int var, int peer, uint16
     /* Small payloads share a message with their header; large ones go as their own
      * contiguous message (zero-copy rendezvous) behind a small header message. Receivers of
      * unknown length always use the split form. */
-    x->split = var || len > req->comm->eager_hdr_bytes;
+    x->split = !x->any_step && (var || len > req->comm->eager_hdr_bytes);
     post_xfer(req, x);
 }
 
@@ -167,9 +176,14 @@ void terse__req_recv(terse_request_h req, int peer, uint16_t step, void *buf, si
     add_xfer(req, 1, 0, peer, step, buf, len);
 }
 
+void terse__req_recv_any_step(terse_request_h req, int peer, uint16_t step, void *buf, size_t len)
+{
+    add_xfer(req, 1, XFER_ANY_STEP, peer, step, buf, len);
+}
+
 void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf, size_t cap)
 {
-    add_xfer(req, 1, 1, peer, step, buf, cap);
+    add_xfer(req, 1, XFER_VAR, peer, step, buf, cap);
 }
 
 size_t terse__req_received_len(terse_request_h req, int i)
@@ -268,8 +282,9 @@ terse_status_t terse__req_fail_quiet(terse_request_h req, terse_status_t st, con
     return st;
 }
 
-/* Compare a received header with what this rank was called with; say what differs. */
-static terse_status_t check_header(terse_request_h req, terse__xfer_t *x)
+/* Compare a received header with what this rank was called with; say what differs.
+ * @payload_done: also check the payload length (once the payload arrived). */
+static terse_status_t check_header(terse_request_h req, terse__xfer_t *x, int payload_done)
 {
     const terse__msg_hdr_t *h = &x->hdr, *s = &req->sig;
     int p = x->peer;
@@ -277,10 +292,6 @@ static terse_status_t check_header(terse_request_h req, terse__xfer_t *x)
         return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                "message from rank %d has a bad header (magic %#x version %u)", p,
                                h->magic, h->version);
-    if (h->seq != s->seq || h->sender != (uint32_t)p || h->step != x->step)
-        return terse__req_fail(req, TERSE_ERR_CORRUPT,
-                               "message from rank %d is for seq %u step %u, expected seq %u step %u",
-                               p, h->seq, h->step, s->seq, x->step);
     if (h->coll != s->coll)
         return terse__req_fail(req, TERSE_ERR_MISMATCH, "rank %d called %s, this rank called %s",
                                p, terse__coll_name(h->coll), terse__coll_name(s->coll));
@@ -304,6 +315,21 @@ static terse_status_t check_header(terse_request_h req, terse__xfer_t *x)
         return terse__req_fail(req, TERSE_ERR_MISMATCH,
                                "rank %d chose algorithm %u, this rank %u (%s)", p, h->algo,
                                s->algo, req->algo->name);
+    if (h->seq != s->seq || h->sender != (uint32_t)p || (!x->any_step && h->step != x->step))
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "message from rank %d is for seq %u step %u, expected seq %u step %u",
+                               p, h->seq, h->step, s->seq, x->step);
+    if (!payload_done) {
+        if (!x->var_len && h->len != x->len)
+            return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                                   "message from rank %d announces %llu bytes, expected %zu", p,
+                                   (unsigned long long)h->len, x->len);
+        if (x->var_len && h->len > x->len)
+            return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                                   "message from rank %d announces %llu bytes, at most %zu fit", p,
+                                   (unsigned long long)h->len, x->len);
+        return TERSE_OK;
+    }
     size_t got = x->op.length - (x->split ? 0 : sizeof(terse__msg_hdr_t));
     if (h->len != got || (!x->var_len && got != x->len))
         return terse__req_fail(req, TERSE_ERR_MISMATCH,
@@ -345,10 +371,17 @@ static int round_state(terse_request_h req)
             return -1;
         }
         if (done < 2) {
+            /* A split header arrives first: check it now, because a payload that does not
+             * fit may never complete (UCX rendezvous into a too-small buffer). */
+            if (x->is_recv && x->split && !x->hdr_checked && x->hdr_op.state == TERSE_TP_OP_DONE) {
+                x->hdr_checked = 1;
+                if (check_header(req, x, 0) != TERSE_OK)
+                    return -1;
+            }
             pending = 1;
             continue;
         }
-        if (x->is_recv && check_header(req, x) != TERSE_OK)
+        if (x->is_recv && check_header(req, x, 1) != TERSE_OK)
             return -1;
     }
     return pending ? 0 : 1;

@@ -106,4 +106,8 @@ void terse__tp_slab_destroy(terse__tp_t *tp, terse__tp_slab_t *slab);
 void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size_t offset,
                          const void *buf, size_t len, terse__tp_op_t *op);
 
+/* Names of the network devices UCX can use ("eth0", "mlx5_0:1"), loopback excluded, for
+ * topology planning. Returns how many were written (at most @max). */
+size_t terse__tp_net_devices(char (*names)[64], size_t max);
+
 #endif

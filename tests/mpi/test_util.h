@@ -23,7 +23,7 @@ static int test_rank, test_size, test_failures;
         }                                                                                          \
     } while (0)
 
-static terse_comm_h test_init(int *argc, char ***argv)
+static inline terse_comm_h test_init(int *argc, char ***argv)
 {
     terse_comm_h comm = NULL;
     MPI_Init(argc, argv);
@@ -38,7 +38,7 @@ static terse_comm_h test_init(int *argc, char ***argv)
 }
 
 /* Returns the exit code: every rank fails if any rank failed. */
-static int test_finish(terse_comm_h comm)
+static inline int test_finish(terse_comm_h comm)
 {
     int total = 0;
     if (comm)
@@ -51,7 +51,7 @@ static int test_finish(terse_comm_h comm)
 }
 
 /* Is @buf bit-identical on every rank? Compares each rank's bytes with rank 0's. */
-static int test_identical(const void *buf, size_t bytes)
+static inline int test_identical(const void *buf, size_t bytes)
 {
     unsigned char *ref = malloc(bytes ? bytes : 1);
     memcpy(ref, buf, bytes);

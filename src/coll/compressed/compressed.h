@@ -1,0 +1,108 @@
+/* Compressed allreduce: the plan every algorithm shares (tensors fused into one global element
+ * space, blocks grouped into segments by owner) and the steps they are built from.
+ *
+ * Numbers every algorithm produces, whatever moves where:
+ *   acc  = 0, then acc += C(Delta_k) for k = 0..K-1 (one float add per element a message
+ *          touches; dense copies add +-0 elsewhere, which never changes acc since acc is
+ *          never -0.0 after starting at +0.0)
+ *   avg  = acc / (float)K
+ *   single-way: out = avg
+ *   double-way: d = e_s + avg; out = 0 + decode(C(d)); e_s' = d - C(d)
+ * Who computes a block's avg (every rank, or the block's owner) is the only difference. */
+#ifndef TERSE_COLL_COMPRESSED_H
+#define TERSE_COLL_COMPRESSED_H
+
+#include <terse/compressed.h>
+
+#include "coll/algos.h"
+
+/* Algorithm ids on the wire, kept clear of the dense ones in coll/algos.h. */
+enum {
+    TERSE_ALGO_CMP_SPARSE_ALLGATHER = 32,
+    TERSE_ALGO_CMP_SPARSE_RS_AG = 33,
+    TERSE_ALGO_CMP_SIGN_ALLGATHER = 34,
+    TERSE_ALGO_CMP_SIGN_A2A_AG = 35,
+    TERSE_ALGO_CMP_DENSE = 36,
+};
+
+extern const terse__algo_t terse__cmp_sparse_allgather_algo;
+extern const terse__algo_t terse__cmp_sparse_rs_ag_algo;
+extern const terse__algo_t terse__cmp_sign_allgather_algo;
+extern const terse__algo_t terse__cmp_sign_a2a_ag_algo;
+extern const terse__algo_t terse__cmp_dense_algo;
+
+/* A run of consecutive blocks of one tensor served by one owner. */
+typedef struct terse__cseg {
+    size_t tensor;          /* index into the plan's tensors */
+    size_t first, count;    /* blocks */
+    size_t elem_off, elem_len; /* elements, within the tensor */
+    int owner;
+} terse__cseg_t;
+
+typedef struct terse__cplan {
+    terse_compressor_t c;
+    int double_way;
+    uint64_t step;
+    int K, rank;
+    size_t nt;
+    terse_ctensor_t *t;  /* owned copy of the caller's array */
+    size_t *toff;        /* nt + 1 global element offsets */
+    size_t N;            /* total elements */
+    terse__cseg_t *seg;
+    size_t nseg;
+    size_t *own_seg;     /* K + 1: owner r serves segments [own_seg[r], own_seg[r+1]) */
+    size_t *own_elem;    /* K + 1: ... and global elements [own_elem[r], own_elem[r+1]) */
+    size_t *own_cap;     /* K: packed-message capacity of owner r's segments */
+    int any_werr, any_serr;
+    /* carved from the request's pooled scratch */
+    uint8_t *wmsg;       /* this rank's packed worker message, segments in order */
+    size_t *wseg_off;    /* nseg + 1 byte offsets of each segment in wmsg */
+    uint8_t *smsg;       /* packed server message of the segments computed here */
+    size_t smsg_len;
+    uint8_t **rbuf;      /* K receive buffers */
+    float *acc, *out, *werr, *serr, *cdense;
+    /* where the next aggregation starts and what a round received */
+    int served_all;      /* this rank computed every segment's server side */
+} terse__cplan_t;
+
+static inline terse__cplan_t *terse__cplan(terse_request_h req)
+{
+    return (terse__cplan_t *)req->algo_data;
+}
+
+/* Builds req->algo_data from validated params (owner split of blocks by elements). */
+terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params);
+void terse__cplan_cleanup(terse_request_h req);
+
+/* Carves the buffers out of the request's scratch; @rcap: bytes of each of the K receive
+ * buffers; @dense: also the N-float dense copy of C(Delta_k). NULL-safe fail on no memory. */
+terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int dense);
+
+/* Compresses every segment of this rank's inputs into wmsg, worker errors into werr. */
+terse_status_t terse__cplan_compress_worker(terse_request_h req);
+
+/* Validates and adds packed segments [s_lo, s_hi) from @buf into @acc (global space). @server:
+ * the message is a server message (for the error text). */
+terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, size_t len,
+                                       size_t s_lo, size_t s_hi, float *acc, int from, int server);
+
+/* For segments [s_lo, s_hi): avg = acc / K; single-way out = avg; double-way compresses
+ * e_s + avg into smsg (packed), remainder into serr and out = decode(smsg). */
+terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi);
+
+/* Copies staging into the caller's buffers; @serr_lo/@serr_hi: segments whose e_s changed. */
+void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
+
+/* Byte range of segments [lo, hi) in wmsg. */
+static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t lo, size_t hi,
+                                               size_t *len_p)
+{
+    *len_p = p->wseg_off[hi] - p->wseg_off[lo];
+    return p->wmsg + p->wseg_off[lo];
+}
+
+/* Shared progress of the allgather family and of the owner family (one file each uses them). */
+terse_status_t terse__cmp_allgather_progress(terse_request_h req);
+terse_status_t terse__cmp_owner_progress(terse_request_h req);
+
+#endif

@@ -1,0 +1,137 @@
+/* Compressed allreduce entry points: argument checks, the call signature (compressor, tensor
+ * list, double-way, step) every message carries, and algorithm selection. */
+#include "compressed.h"
+
+#include "compress/compress.h"
+#include "core/config.h"
+
+#include <string.h>
+
+static const terse__algo_t *const by_name[] = {
+    &terse__cmp_sparse_allgather_algo, &terse__cmp_sparse_rs_ag_algo,
+    &terse__cmp_sign_allgather_algo,   &terse__cmp_sign_a2a_ag_algo,
+    &terse__cmp_dense_algo,
+};
+
+/* Same inputs on every rank (they are part of the signature), so every rank picks the same. */
+static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t *p)
+{
+    const char *want = terse__config()->compressed_algo;
+    for (size_t i = 0; i < sizeof(by_name) / sizeof(by_name[0]); i++)
+        if (!strcmp(want, by_name[i]->name))
+            return by_name[i];
+    int K = comm->size;
+    int sign = p->c.kind == TERSE_COMPRESSOR_SIGN;
+    if (K == 1)
+        return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
+    size_t wire = 0;
+    for (int r = 0; r < K; r++)
+        wire += p->own_cap[r];
+    double density = p->N ? (double)wire / ((double)p->N * sizeof(float)) : 0.0;
+    /* Owners balance only when there are blocks enough to share out. */
+    int balanced = p->nseg >= (size_t)(2 * K) && p->own_elem[1] > 0;
+    for (int r = 0; r < K && balanced; r++)
+        balanced = p->own_elem[r + 1] - p->own_elem[r] >= p->N / (size_t)(4 * K);
+    if (p->c.kind == TERSE_COMPRESSOR_NONE || p->c.kind == TERSE_COMPRESSOR_FP16 ||
+        p->c.kind == TERSE_COMPRESSOR_BF16 || density >= 0.5)
+        return &terse__cmp_dense_algo;
+    /* Allgather moves (K-1)*wire per rank, owner schedules ~2*wire: owners win from K >= 3
+     * when the work balances; single-way results travel densely from owners, so allgather
+     * while K*density stays below the dense 2 (K-1)/K. */
+    if (p->double_way && K >= 3 && balanced)
+        return sign ? &terse__cmp_sign_a2a_ag_algo : &terse__cmp_sparse_rs_ag_algo;
+    if (!p->double_way && K * density >= 1.0)
+        return balanced ? &terse__cmp_sparse_rs_ag_algo : &terse__cmp_dense_algo;
+    return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
+}
+
+static uint64_t signature_digest(const terse__cplan_t *p)
+{
+    char spec[256] = "";
+    uint64_t h, v[2] = {(uint64_t)p->double_way, p->step};
+    terse_compressor_format(&p->c, spec, sizeof(spec));
+    h = terse__digest(spec, strlen(spec), 0x7e55e);
+    h = terse__digest(v, sizeof(v), h);
+    for (size_t j = 0; j < p->nt; j++) {
+        uint64_t t[2] = {p->t[j].id, p->t[j].count};
+        h = terse__digest(t, sizeof(t), h);
+    }
+    return h;
+}
+
+static terse_status_t check_params(terse_comm_h comm, const terse_callreduce_params_t *prm)
+{
+    if (!prm)
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG, "NULL params");
+    if (terse_compressor_validate(&prm->compressor) != TERSE_OK)
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                  "invalid compressor (kind %d, ratio %g)",
+                                  (int)prm->compressor.kind, prm->compressor.ratio);
+    if (prm->ntensors && !prm->tensors)
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                  "NULL tensor list");
+    size_t total = 0;
+    for (size_t j = 0; j < prm->ntensors; j++) {
+        const terse_ctensor_t *t = &prm->tensors[j];
+        if (t->count && (!t->in || !t->out))
+            return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                      "tensor %zu (id %u): NULL %s buffer", j, t->id,
+                                      t->in ? "output" : "input");
+        if (t->count > (SIZE_MAX / 16) - total)
+            return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                      "tensor sizes overflow at tensor %zu", j);
+        total += t->count;
+    }
+    return TERSE_OK;
+}
+
+terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params,
+                                           terse_request_h *req_p)
+{
+    terse_request_h req = NULL;
+    if (!comm)
+        return TERSE_ERR_INVALID_ARG;
+    if (!req_p)
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                  "NULL request pointer");
+    terse_status_t st = check_params(comm, params);
+    if (st != TERSE_OK)
+        return st;
+    pthread_mutex_lock(&comm->lock);
+    /* The algorithm is chosen from the plan, so the request starts with a placeholder. */
+    st = terse__req_create(comm, TERSE_COLL_COMPRESSED, &terse__cmp_sparse_allgather_algo, &req);
+    if (st == TERSE_OK)
+        st = terse__cplan_create(req, params);
+    if (st != TERSE_OK) {
+        if (req) {
+            terse__cplan_cleanup(req);
+            terse__req_destroy(req);
+        }
+        pthread_mutex_unlock(&comm->lock);
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, st, "no memory for the plan");
+    }
+    terse__cplan_t *p = terse__cplan(req);
+    req->algo = select_algo(comm, p);
+    req->sig.algo = req->algo->id;
+    req->count = p->N;
+    req->dtype = TERSE_DTYPE_FLOAT32;
+    req->sig.count = p->N;
+    req->sig.dtype = (uint8_t)TERSE_DTYPE_FLOAT32;
+    req->sig.aux = signature_digest(p);
+    terse__req_start(req);
+    *req_p = req;
+    pthread_mutex_unlock(&comm->lock);
+    return TERSE_OK;
+}
+
+terse_status_t terse_compressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params)
+{
+    terse_request_h req = NULL;
+    terse_status_t st = terse_icompressed_allreduce(comm, params, &req);
+    return terse__wait_free(req, st);
+}
+
+uint64_t terse_request_bytes_sent(terse_request_h req)
+{
+    return req ? req->bytes_sent : 0;
+}
