@@ -23,7 +23,8 @@ from . import _capi as C
 from ._core import Comm, TerseError, check
 
 FUSION_BYTES = 64 << 20
-IDLE_SLEEP_S = 0.002
+IDLE_SLEEP_MIN_S = 0.0005
+IDLE_SLEEP_MAX_S = 0.005  # idle cycles back off: peers spin (yielding) while we sleep
 
 
 class _Op:
@@ -96,6 +97,7 @@ class Engine:
 
     # -- engine thread --
     def _run(self):
+        idle = 0.0
         try:
             while True:
                 with self._lock:
@@ -122,8 +124,14 @@ class Engine:
                     self._execute(ready)
                 if len(self._stopped_ranks) == self.size:
                     break
-                if not ready and not lens.any():
-                    time.sleep(IDLE_SLEEP_S)
+                if not ready and not lens.any() and not self._pending:
+                    idle = min(IDLE_SLEEP_MAX_S, max(IDLE_SLEEP_MIN_S, idle * 2))
+                    time.sleep(idle)
+                elif not ready and not lens.any():
+                    idle = 0.0
+                    time.sleep(IDLE_SLEEP_MIN_S)  # waiting for peers to announce
+                else:
+                    idle = 0.0
         except BaseException as e:  # a broken communicator: fail everything, never hang
             err = e if isinstance(e, TerseError) else TerseError(C.ERR_INTERNAL,
                                                                  "engine: %r" % (e,))
