@@ -62,7 +62,7 @@ typedef struct terse__cplan {
     uint8_t **rbuf;      /* K receive buffers */
     float *acc, *out, *werr, *serr, *cdense;
     /* where the next aggregation starts and what a round received */
-    int served_all;      /* this rank computed every segment's server side */
+    size_t pad_min;      /* variable-length messages are sent with at least this many bytes */
 } terse__cplan_t;
 
 static inline terse__cplan_t *terse__cplan(terse_request_h req)
@@ -92,6 +92,22 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
 
 /* Copies staging into the caller's buffers; @serr_lo/@serr_hi: segments whose e_s changed. */
 void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
+
+/* Variable-length sends. The engine's receivers of unknown length expect the header in its
+ * own message, which senders only do above the eager size, so shorter packed messages are
+ * padded up to pad_min (the bytes after the last segment are ignored by the receiver; every
+ * packed buffer has pad_min bytes of slack). */
+static inline void terse__cplan_send_var(terse_request_h req, int peer, uint16_t step,
+                                         const void *buf, size_t len)
+{
+    size_t min = terse__cplan(req)->pad_min;
+    terse__req_send(req, peer, step, buf, len < min ? min : len);
+}
+
+static inline size_t terse__cplan_rcap(const terse__cplan_t *p, size_t cap)
+{
+    return cap < p->pad_min ? p->pad_min : cap;
+}
 
 /* Byte range of segments [lo, hi) in wmsg. */
 static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t lo, size_t hi,

@@ -55,6 +55,7 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
     p->K = comm->size;
     p->rank = comm->rank;
+    p->pad_min = comm->eager_hdr_bytes + 1;
     p->nt = params->ntensors;
     size_t K = (size_t)p->K;
     p->t = terse__calloc(p->nt ? p->nt : 1, sizeof(*p->t), "compressed allreduce tensors");
@@ -124,7 +125,8 @@ terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int dense)
     size_t wcap = 0, fl = align64(p->N * sizeof(float));
     for (int r = 0; r < p->K; r++)
         wcap += p->own_cap[r];
-    wcap = align64(wcap);
+    wcap = align64(wcap + p->pad_min);
+    rcap = terse__cplan_rcap(p, rcap);
     size_t total = 2 * wcap + (size_t)p->K * align64(rcap) + 2 * fl;
     total += p->any_werr ? fl : 0;
     total += p->double_way ? fl : 0;
@@ -197,7 +199,7 @@ terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, 
                                    "%s from rank %d: %s", what, from, msg);
         off += (size_t)l;
     }
-    if (off != len)
+    if (off != len && !(len == p->pad_min && off < len))
         return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d has %zu trailing bytes",
                                what, from, len - off);
     return TERSE_OK;

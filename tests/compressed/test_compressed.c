@@ -1,0 +1,278 @@
+/* Compressed allreduce under mpirun: the same bits on every rank, whatever the algorithm and
+ * however tensors are fused; C(Delta) + e == Delta; failures on every rank with outputs intact.
+ * Links the internal library so one process can switch TERSE_COMPRESSED_ALGO between calls. */
+#include "../mpi/test_util.h"
+
+#include "core/config.h"
+
+#include <math.h>
+
+#define NT 4
+static const size_t sizes[NT] = {1000, 37, 1, 513};
+static const uint32_t ids[NT] = {11, 2, 5, 9};
+static const char *const algos[] = {"sparse_allgather", "sparse_rs_ag", "sign_allgather",
+                                    "sign_a2a_ag", "dense", "auto"};
+#define NALGO 6
+
+typedef struct bufs {
+    float *in[NT], *out[NT], *werr[NT], *serr[NT];
+} bufs_t;
+
+static uint64_t lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static void fill(bufs_t *b, int rank, int seed)
+{
+    for (int j = 0; j < NT; j++) {
+        uint64_t s = (uint64_t)(rank * 1000 + j * 17 + seed);
+        for (size_t i = 0; i < sizes[j]; i++) {
+            b->in[j][i] = ((float)(lcg(&s) % 20001) - 10000.0f) / 1000.0f;
+            b->out[j][i] = -12345.0f;
+            b->werr[j][i] = -777.0f;
+            b->serr[j][i] = (float)(i % 7) * 0.01f; /* same on every rank */
+        }
+    }
+}
+
+static void alloc_bufs(bufs_t *b)
+{
+    for (int j = 0; j < NT; j++) {
+        b->in[j] = calloc(sizes[j], 4);
+        b->out[j] = calloc(sizes[j], 4);
+        b->werr[j] = calloc(sizes[j], 4);
+        b->serr[j] = calloc(sizes[j], 4);
+    }
+}
+
+static void free_bufs(bufs_t *b)
+{
+    for (int j = 0; j < NT; j++) {
+        free(b->in[j]);
+        free(b->out[j]);
+        free(b->werr[j]);
+        free(b->serr[j]);
+    }
+}
+
+static void set_algo(const char *name)
+{
+    setenv("TERSE_COMPRESSED_ALGO", name, 1);
+    terse__config_reload();
+}
+
+/* Calls on tensors [lo, hi) of @b at @step. */
+static terse_status_t run(terse_comm_h comm, const char *spec, int dw, bufs_t *b, int lo, int hi,
+                          uint64_t step, const char **algo_p)
+{
+    terse_ctensor_t t[NT];
+    terse_callreduce_params_t p = {.field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
+                                                 TERSE_CALLREDUCE_FIELD_STEP,
+                                   .tensors = t, .ntensors = (size_t)(hi - lo), .double_way = dw,
+                                   .step = step};
+    if (terse_compressor_parse(spec, &p.compressor) != TERSE_OK)
+        return TERSE_ERR_INVALID_ARG;
+    for (int j = lo; j < hi; j++)
+        t[j - lo] = (terse_ctensor_t){.id = ids[j], .count = sizes[j], .in = b->in[j],
+                                      .out = b->out[j], .worker_error = b->werr[j],
+                                      .server_error = dw ? b->serr[j] : NULL};
+    terse_request_h req = NULL;
+    terse_status_t st = terse_icompressed_allreduce(comm, &p, &req);
+    if (st != TERSE_OK)
+        return st;
+    st = terse_wait(req);
+    if (algo_p)
+        *algo_p = terse_request_algorithm(req);
+    terse_request_free(req);
+    return st;
+}
+
+static int same(const bufs_t *a, const bufs_t *b)
+{
+    for (int j = 0; j < NT; j++)
+        if (memcmp(a->out[j], b->out[j], sizes[j] * 4) || memcmp(a->werr[j], b->werr[j], sizes[j] * 4))
+            return 0;
+    return 1;
+}
+
+static const char *const specs[] = {"topk:0.05,block=64", "topk:0.3", "sign,block=100", "sign",
+                                    "randk:0.1,block=64,seed=3", "induced:0.05,0.05,block=64",
+                                    "fp16,block=128"};
+#define NSPEC 7
+
+/* Every algorithm gives the bits of sparse_allgather, two steps in a row (the second reads the
+ * server errors the first one left). */
+static void test_algos(terse_comm_h comm)
+{
+    for (int s = 0; s < NSPEC; s++) {
+        for (int dw = 0; dw < 2; dw++) {
+            bufs_t ref, cur;
+            alloc_bufs(&ref);
+            alloc_bufs(&cur);
+            for (int a = 0; a < NALGO; a++) {
+                bufs_t *b = a == 0 ? &ref : &cur;
+                set_algo(algos[a]);
+                fill(b, test_rank, 0);
+                const char *name = "";
+                for (uint64_t step = 0; step < 2; step++) {
+                    terse_status_t st = run(comm, specs[s], dw, b, 0, NT, step, &name);
+                    CHECK(st == TERSE_OK, "%s dw %d %s: %s (%s)", specs[s], dw, algos[a],
+                          terse_status_name(st), terse_comm_last_error(comm));
+                }
+                if (a < NALGO - 1)
+                    CHECK(!strcmp(name, algos[a]), "asked for %s, ran %s", algos[a], name);
+                for (int j = 0; j < NT; j++)
+                    CHECK(test_identical(b->out[j], sizes[j] * 4), "%s dw %d %s: tensor %d differs across ranks",
+                          specs[s], dw, algos[a], j);
+                if (a > 0)
+                    CHECK(same(&ref, &cur), "%s dw %d: %s differs from %s", specs[s], dw, algos[a],
+                          algos[0]);
+                if (test_rank == 0 && a == NALGO - 1)
+                    printf("%s dw %d: auto chose %s\n", specs[s], dw, name);
+            }
+            free_bufs(&ref);
+            free_bufs(&cur);
+        }
+    }
+    set_algo("auto");
+}
+
+/* One call with every tensor == one call per tensor. */
+static void test_fusion(terse_comm_h comm)
+{
+    /* auto may pick different algorithms for the pieces; sparse_allgather keeps every e_s */
+    for (int s = 0; s < 2 * NSPEC; s++) {
+        set_algo(s < NSPEC ? "auto" : "sparse_allgather");
+        for (int dw = 0; dw < 2; dw++) {
+            bufs_t a, b;
+            alloc_bufs(&a);
+            alloc_bufs(&b);
+            fill(&a, test_rank, 1);
+            fill(&b, test_rank, 1);
+            terse_status_t st = run(comm, specs[s % NSPEC], dw, &a, 0, NT, 5, NULL);
+            CHECK(st == TERSE_OK, "fused %s: %s", specs[s % NSPEC], terse_comm_last_error(comm));
+            for (int j = 0; j < NT; j++)
+                CHECK((st = run(comm, specs[s % NSPEC], dw, &b, j, j + 1, 5, NULL)) == TERSE_OK,
+                      "split %s: %s", specs[s % NSPEC], terse_comm_last_error(comm));
+            CHECK(same(&a, &b), "%s dw %d: fused differs from separate calls", specs[s % NSPEC], dw);
+            for (int j = 0; j < NT && s >= NSPEC; j++)
+                CHECK(!memcmp(a.serr[j], b.serr[j], sizes[j] * 4), "%s: server errors differ",
+                      specs[s % NSPEC]);
+            free_bufs(&a);
+            free_bufs(&b);
+        }
+    }
+    set_algo("auto");
+}
+
+/* C(Delta) + e == Delta bit for bit (Top-K, Rand-K), and the single-way result is the rank-order
+ * sum of every rank's C(Delta_k) divided by K. */
+static void test_invariant(terse_comm_h comm)
+{
+    const char *exact[] = {"topk:0.05,block=64", "topk:0.3", "randk:0.1,block=64,seed=3"};
+    for (int s = 0; s < 3; s++) {
+        bufs_t b;
+        alloc_bufs(&b);
+        fill(&b, test_rank, 2);
+        CHECK(run(comm, exact[s], 0, &b, 0, NT, 3, NULL) == TERSE_OK, "%s", exact[s]);
+        terse_compressor_t c;
+        terse_compressor_parse(exact[s], &c);
+        for (int j = 0; j < NT; j++) {
+            size_t n = sizes[j], cap = terse_compress_max_bytes(&c, n), len;
+            void *wire = malloc(cap);
+            float *dense = calloc(n, 4), *sum = calloc(n, 4), *all = malloc(n * 4 * (size_t)test_size);
+            CHECK(terse_compress(&c, b.in[j], n, ids[j], 3, wire, cap, &len, dense, NULL) == TERSE_OK, "compress");
+            /* bit-exact for Top-K; Rand-K scales by n/k, so v*s + (v - v*s) rounds */
+            int topk = c.kind == TERSE_COMPRESSOR_TOPK;
+            for (size_t i = 0; i < n; i++)
+                CHECK(topk ? dense[i] + b.werr[j][i] == b.in[j][i]
+                           : fabsf(dense[i] + b.werr[j][i] - b.in[j][i]) <= 1e-5f * fabsf(dense[i]) + 1e-30f,
+                      "%s tensor %d elem %zu: C + e != Delta", exact[s], j, i);
+            MPI_Allgather(dense, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, MPI_COMM_WORLD);
+            for (int k = 0; k < test_size; k++)
+                for (size_t i = 0; i < n; i++)
+                    sum[i] += all[(size_t)k * n + i];
+            for (size_t i = 0; i < n; i++)
+                CHECK(b.out[j][i] == sum[i] / (float)test_size, "%s tensor %d elem %zu: %g != %g",
+                      exact[s], j, i, b.out[j][i], sum[i] / (float)test_size);
+            free(wire);
+            free(dense);
+            free(sum);
+            free(all);
+        }
+        free_bufs(&b);
+    }
+}
+
+static void expect_all_fail(terse_status_t st, terse_status_t want, const char *what, terse_comm_h comm)
+{
+    int failed = st != TERSE_OK, all = 0;
+    MPI_Allreduce(&failed, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    CHECK(all, "%s: some rank did not fail (this rank %s)", what, terse_status_name(st));
+    CHECK(want == TERSE_OK || st == want, "%s: got %s, want %s (%s)", what, terse_status_name(st),
+          terse_status_name(want), terse_comm_last_error(comm));
+}
+
+static void untouched(const bufs_t *b, const char *what)
+{
+    for (int j = 0; j < NT; j++)
+        for (size_t i = 0; i < sizes[j]; i++) {
+            if (b->out[j][i] != -12345.0f || b->werr[j][i] != -777.0f ||
+                b->serr[j][i] != (float)(i % 7) * 0.01f) {
+                CHECK(0, "%s: tensor %d elem %zu written", what, j, i);
+                return;
+            }
+        }
+}
+
+static void test_faults(terse_comm_h comm)
+{
+    for (int a = 0; a < NALGO - 1; a++) {
+        set_algo(algos[a]);
+        bufs_t b;
+        alloc_bufs(&b);
+        if (test_size > 1) {
+            fill(&b, test_rank, 3);
+            terse_status_t st = run(comm, test_rank == test_size - 1 ? "topk:0.2,block=64" : "topk:0.1,block=64",
+                                    1, &b, 0, NT, 0, NULL);
+            expect_all_fail(st, TERSE_ERR_MISMATCH, "mismatched compressor", comm);
+            untouched(&b, "mismatched compressor");
+            st = run(comm, "sign", 1, &b, 0, test_rank == 0 ? NT - 1 : NT, 0, NULL);
+            expect_all_fail(st, TERSE_ERR_MISMATCH, "mismatched tensor list", comm);
+            untouched(&b, "mismatched tensor list");
+        }
+        fill(&b, test_rank, 3);
+        if (test_rank == test_size / 2)
+            b.in[0][500] = NAN;
+        terse_status_t st = run(comm, "topk:0.1,block=64", 1, &b, 0, NT, 0, NULL);
+        expect_all_fail(st, TERSE_OK, "NaN on one rank", comm);
+        if (test_rank == test_size / 2)
+            CHECK(st == TERSE_ERR_NONFINITE, "NaN gives %s", terse_status_name(st));
+        untouched(&b, "NaN on one rank");
+        /* still works afterwards */
+        fill(&b, test_rank, 3);
+        CHECK(run(comm, "topk:0.1,block=64", 1, &b, 0, NT, 0, NULL) == TERSE_OK, "after faults: %s",
+              terse_comm_last_error(comm));
+        free_bufs(&b);
+    }
+    set_algo("auto");
+}
+
+int main(int argc, char **argv)
+{
+    terse_comm_h comm = test_init(&argc, &argv);
+    const char *what = argc > 1 ? argv[1] : "algos";
+    if (!strcmp(what, "algos"))
+        test_algos(comm);
+    else if (!strcmp(what, "fusion"))
+        test_fusion(comm);
+    else if (!strcmp(what, "invariant"))
+        test_invariant(comm);
+    else if (!strcmp(what, "faults"))
+        test_faults(comm);
+    else
+        CHECK(0, "unknown case %s", what);
+    return test_finish(comm);
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Single-process reference of Algorithm 1 (SAEF paper) with K simulated workers, checked
+against the library run under mpirun (test_ef_traj). Everything the library does in float32
+is done here in float32, element by element in the same order where order matters (the
+rank-order sum); compressors are re-implemented from their definitions (DESIGN.md).
+
+usage: ef_reference.py MPIEXEC_AND_FLAGS... -- NP EXE MODE PERIOD DOUBLE_WAY SPEC T
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+F = np.float32
+
+
+def parse_spec(spec):
+    parts = spec.split(",")
+    kind, _, ratio = parts[0].partition(":")
+    block = 0
+    for p in parts[1:]:
+        if p.startswith("block="):
+            block = int(p[6:])
+    return kind, float(ratio) if ratio else 0.0, block
+
+
+def compress_block(kind, ratio, v):
+    n = v.size
+    if kind == "topk":
+        k = max(1, int(np.floor(ratio * n)))
+        k = min(k, n)
+        idx = np.argsort(-np.abs(v), kind="stable")[:k]  # ties: lower index first
+        c = np.zeros_like(v)
+        c[idx] = v[idx]
+        return c
+    if kind == "sign":
+        scale = F(np.sum(np.abs(v.astype(np.float64))) / n)
+        return np.where(v >= 0, scale, -scale).astype(F)
+    raise SystemExit("reference knows topk and sign only")
+
+
+def compress(spec, v):
+    kind, ratio, block = parse_spec(spec)
+    bs = block if 0 < block < v.size else v.size
+    return np.concatenate([compress_block(kind, ratio, v[s:s + bs]) for s in range(0, v.size, bs)])
+
+
+def compress_tensors(spec, v, counts):
+    out, off = [], 0
+    for n in counts:
+        out.append(compress(spec, v[off:off + n]))
+        off += n
+    return np.concatenate(out)
+
+
+def simulate(K, A, b, T, mode, period, dw, spec, x0, counts):
+    M = A.shape[1]
+    lr, mu = F(0.05), F(0.9)
+    x = x0.copy()
+    m = [np.zeros_like(x) for _ in range(K)]
+    e = [np.zeros_like(x) for _ in range(K)]
+    es = np.zeros_like(x)
+    traj = [x.copy()]
+    for t in range(T):
+        if mode != "none" and period and (t + 1) % period == 0:  # line 7
+            avg = (np.sum(np.array(e, dtype=np.float64), axis=0) / K).astype(F)
+            e = [avg.copy() for _ in range(K)]
+        cs = []
+        for k in range(K):
+            xh = (x - e[k]).astype(F) if mode == "saef" else x.copy()  # line 9
+            r = A[k].astype(np.float64) @ xh.astype(np.float64) - b[k].astype(np.float64)
+            g = (A[k].astype(np.float64).T @ r / M).astype(F)
+            m[k] = (mu * m[k] + g).astype(F)  # line 10
+            xp = (xh - lr * m[k]).astype(F)  # line 11
+            d = (xh - xp).astype(F)
+            delta = (e[k] + d).astype(F) if mode != "none" else d  # line 12 / 16
+            c = compress_tensors(spec, delta, counts)
+            if mode != "none":
+                e[k] = (delta - c).astype(F)  # line 18
+            cs.append(c)
+        acc = np.zeros_like(x)
+        for c in cs:  # rank order
+            acc = (acc + c).astype(F)
+        avg = (acc / F(K)).astype(F)
+        if dw:  # lines 21-23
+            D = (es + avg).astype(F)
+            u = compress_tensors(spec, D, counts)
+            es = (D - u).astype(F)
+        else:
+            u = avg
+        x = (x - u).astype(F)  # line 25
+        traj.append(x.copy())
+    return np.array(traj)
+
+
+def main():
+    sep = sys.argv.index("--")
+    mpiexec = sys.argv[1:sep]
+    np_, exe, mode, period, dw, spec, T = sys.argv[sep + 1:sep + 8]
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "traj.bin")
+        cmd = mpiexec + ["-np", np_, exe, mode, period, dw, spec, T, out]
+        res = subprocess.run(cmd)
+        if res.returncode != 0:
+            print("library run failed:", " ".join(cmd))
+            return 1
+        raw = open(out, "rb").read()
+    K, NP, M, T = np.frombuffer(raw[:16], dtype=np.int32)
+    data = np.frombuffer(raw[16:16 + 4 * K * M * (NP + 1)], dtype=F).reshape(K, M, NP + 1)
+    lib = np.frombuffer(raw[16 + 4 * K * M * (NP + 1):], dtype=F).reshape(T + 1, NP)
+    A, b = data[:, :, :NP], data[:, :, NP]
+    ref = simulate(K, A, b, T, mode, int(period), int(dw), spec, lib[0], [25, 15])
+    worst = 0.0
+    for t in range(T + 1):
+        rel = np.linalg.norm(lib[t].astype(np.float64) - ref[t]) / max(np.linalg.norm(ref[t]), 1e-3)
+        worst = max(worst, rel)
+    loss0 = sum(np.sum((A[k] @ lib[0] - b[k]) ** 2) for k in range(K))
+    lossT = sum(np.sum((A[k] @ lib[-1] - b[k]) ** 2) for k in range(K))
+    print(f"K={K} {mode} p={period} dw={dw} {spec}: worst relative difference {worst:.2e} "
+          f"over {T} steps; loss {loss0:.4f} -> {lossT:.4f}")
+    if worst > 1e-5:
+        print("FAIL: trajectories differ by more than 1e-5 relative")
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
