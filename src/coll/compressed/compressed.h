@@ -50,6 +50,7 @@ typedef struct terse__cplan {
     size_t N;            /* total elements */
     terse__cseg_t *seg;
     size_t nseg;
+    size_t nblocks;      /* blocks over all tensors */
     size_t *own_seg;     /* K + 1: owner r serves segments [own_seg[r], own_seg[r+1]) */
     size_t *own_elem;    /* K + 1: ... and global elements [own_elem[r], own_elem[r+1]) */
     size_t *own_cap;     /* K: packed-message capacity of owner r's segments */

@@ -29,7 +29,7 @@ static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t 
         wire += p->own_cap[r];
     double density = p->N ? (double)wire / ((double)p->N * sizeof(float)) : 0.0;
     /* Owners balance only when there are blocks enough to share out. */
-    int balanced = p->nseg >= (size_t)(2 * K) && p->own_elem[1] > 0;
+    int balanced = p->nblocks >= (size_t)(2 * K) && p->own_elem[1] > 0;
     for (int r = 0; r < K && balanced; r++)
         balanced = p->own_elem[r + 1] - p->own_elem[r] >= p->N / (size_t)(4 * K);
     if (p->c.kind == TERSE_COMPRESSOR_NONE || p->c.kind == TERSE_COMPRESSOR_FP16 ||

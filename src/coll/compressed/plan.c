@@ -76,6 +76,7 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
         p->any_serr |= p->t[j].server_error != NULL;
     }
     p->N = p->toff[p->nt];
+    p->nblocks = nblk;
     /* at most one segment per block, plus one split per owner boundary per tensor */
     p->seg = terse__calloc(nblk + 1, sizeof(*p->seg), "compressed allreduce segments");
     p->wseg_off = terse__calloc(nblk + 2, sizeof(size_t), "compressed allreduce segments");
