@@ -106,15 +106,6 @@ void terse__tp_slab_destroy(terse__tp_t *tp, terse__tp_slab_t *slab)
     memset(slab, 0, sizeof(*slab));
 }
 
-static void flush_cb(void *request, ucs_status_t status, void *user_data)
-{
-    terse__tp_op_t *op = user_data;
-    op->ucs = status;
-    op->ucx_req = NULL;
-    op->state = TERSE_TP_OP_DONE;
-    ucp_request_free(request);
-}
-
 void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size_t offset,
                          const void *buf, size_t len, terse__tp_op_t *op)
 {
@@ -137,18 +128,9 @@ void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size
         ucp_request_free(p); /* the flush below covers its completion */
     ucp_request_param_t flush_prm = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
-        .cb = {.send = flush_cb},
+        .cb = {.send = terse__tp_send_cb},
         .user_data = op,
     };
     op->state = TERSE_TP_OP_PENDING;
-    p = ucp_ep_flush_nbx(tp->eps[peer], &flush_prm);
-    if (p == NULL) {
-        op->ucs = UCS_OK;
-        op->state = TERSE_TP_OP_DONE;
-    } else if (UCS_PTR_IS_ERR(p)) {
-        op->ucs = UCS_PTR_STATUS(p);
-        op->state = TERSE_TP_OP_DONE;
-    } else {
-        op->ucx_req = p;
-    }
+    terse__tp_track(op, ucp_ep_flush_nbx(tp->eps[peer], &flush_prm));
 }

@@ -265,7 +265,7 @@ unsigned terse__tp_progress(terse__tp_t *tp)
     return ucp_worker_progress(tp->worker);
 }
 
-static void send_cb(void *request, ucs_status_t status, void *user_data)
+void terse__tp_send_cb(void *request, ucs_status_t status, void *user_data)
 {
     terse__tp_op_t *op = user_data;
     op->ucs = status;
@@ -288,7 +288,7 @@ static void recv_cb(void *request, ucs_status_t status, const ucp_tag_recv_info_
     ucp_request_free(request);
 }
 
-static void finish_post(terse__tp_op_t *op, ucs_status_ptr_t p)
+void terse__tp_track(terse__tp_op_t *op, ucs_status_ptr_t p)
 {
     if (p == NULL) {
         op->ucs = UCS_OK;
@@ -316,11 +316,11 @@ static void post_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf,
     ucp_request_param_t prm = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
                         (is_iov ? UCP_OP_ATTR_FIELD_DATATYPE : 0),
-        .cb = {.send = send_cb},
+        .cb = {.send = terse__tp_send_cb},
         .user_data = op,
         .datatype = is_iov ? ucp_dt_make_iov() : 0,
     };
-    finish_post(op, ucp_tag_send_nbx(tp->eps[peer], buf, len, tag, &prm));
+    terse__tp_track(op, ucp_tag_send_nbx(tp->eps[peer], buf, len, tag, &prm));
 }
 
 void terse__tp_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf, size_t len,
@@ -356,7 +356,7 @@ static void post_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, 
         .user_data = op,
         .datatype = is_iov ? ucp_dt_make_iov() : 0,
     };
-    finish_post(op, ucp_tag_recv_nbx(tp->worker, buf, len, tag, mask, &prm));
+    terse__tp_track(op, ucp_tag_recv_nbx(tp->worker, buf, len, tag, mask, &prm));
 }
 
 void terse__tp_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *buf,

@@ -79,6 +79,11 @@ void terse__tp_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, vo
 void terse__tp_recv2(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *a,
                      size_t alen, void *b, size_t blen, terse__tp_op_t *op);
 
+/* Completion bookkeeping shared by every kind of operation: @p is what the ucp call
+ * returned (NULL: done, error, or a request whose callback is terse__tp_send_cb). */
+void terse__tp_track(terse__tp_op_t *op, ucs_status_ptr_t p);
+void terse__tp_send_cb(void *request, ucs_status_t status, void *user_data);
+
 /* Ask UCX to cancel a pending receive; it turns DONE with UCS_ERR_CANCELED on progress. */
 void terse__tp_cancel(terse__tp_t *tp, terse__tp_op_t *op);
 
