@@ -13,6 +13,6 @@ ctest --test-dir build-test --output-on-failure -LE 'unit|fuzz'
 if [ -x tests/fuzz/run_fuzzers.sh ] && command -v clang >/dev/null; then
     CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTERSE_BUILD_FUZZERS=ON -DTERSE_BUILD_PYTHON=OFF \
         -DTERSE_BUILD_PERF=OFF >/dev/null
-    tests/fuzz/run_fuzzers.sh build-fuzz
+    tests/fuzz/run_fuzzers.sh build-fuzz 15
 fi
 echo "all tests passed"

@@ -18,7 +18,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 build=$(cd "$build" && pwd)
 # the codec names of the "codec@spec" pairs in CMakeLists.txt
-targets=$(grep -o '"[a-z0-9]*@' "$here/CMakeLists.txt" | tr -d '"@' | tr '\n' ' ')
+targets=$(grep -v '^ *#' "$here/CMakeLists.txt" | grep -o '"[a-z0-9]*@' | tr -d '"@' | tr '\n' ' ')
 for t in $targets; do
     cmake --build "$build" --target "fuzz_decode_$t" -j "$(nproc)"
 done
