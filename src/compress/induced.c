@@ -36,19 +36,10 @@ static terse_status_t induced_encode(const terse__crange_t *r, const float *v, u
                                      size_t *out_len_p, float *dense, float *rem)
 {
     const terse__ckernels_t *kern = terse__ckernels();
-    terse__topk_sel_t *sel = terse__compress_scratch(0, r->count * sizeof(*sel));
-    if (!sel)
-        return TERSE_ERR_NO_MEMORY;
-    for (size_t i = 0; i < r->count; i++) {
-        size_t b = r->first + i, start = terse__crange_block_start(r, b);
-        size_t nb = terse__crange_block_len(r, b);
-        int bad =
-            terse__topk_select(kern, v + start, nb, terse__compress_k(r->c.ratio, nb), &sel[i]);
-        if (bad < 0)
-            return TERSE_ERR_NO_MEMORY;
-        if (bad && !r->c.nonfinite_passthrough)
-            return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
-    }
+    terse__topk_sel_t *sel;
+    terse_status_t sst = terse__topk_select_range(r, v, &sel);
+    if (sst != TERSE_OK)
+        return sst;
     uint64_t *idx1;
     if (r->count && !reserve(r, &idx1))
         return TERSE_ERR_NO_MEMORY;

@@ -261,19 +261,14 @@ size_t terse__topk_add_block(const uint8_t *p, size_t nb, size_t k, float *acc)
 
 /* ---- the codec ---- */
 
-static size_t topk_block_max_bytes(const terse__crange_t *r, size_t nb)
-{
-    return terse__topk_block_max_bytes(nb, terse__compress_k(r->c.ratio, nb));
-}
-
-static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+terse_status_t terse__topk_select_range(const terse__crange_t *r, const float *v,
+                                        terse__topk_sel_t **sel_p)
 {
     const terse__ckernels_t *kern = terse__ckernels();
     terse__topk_sel_t *sel = terse__compress_scratch(0, r->count * sizeof(*sel));
     if (!sel)
         return TERSE_ERR_NO_MEMORY;
-    /* Phase one reads only, so a non-finite value in any block leaves every output as it was. */
+    /* Reads only, so a non-finite value in any block leaves every output as it was. */
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, start = terse__crange_block_start(r, b);
         size_t nb = terse__crange_block_len(r, b);
@@ -284,6 +279,24 @@ static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint
         if (bad && !r->c.nonfinite_passthrough)
             return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
     }
+    *sel_p = sel;
+    return TERSE_OK;
+}
+
+
+static size_t topk_block_max_bytes(const terse__crange_t *r, size_t nb)
+{
+    return terse__topk_block_max_bytes(nb, terse__compress_k(r->c.ratio, nb));
+}
+
+static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint8_t *out,
+                                  size_t *out_len_p, float *dense, float *rem)
+{
+    const terse__ckernels_t *kern = terse__ckernels();
+    terse__topk_sel_t *sel;
+    terse_status_t sst = terse__topk_select_range(r, v, &sel);
+    if (sst != TERSE_OK)
+        return sst;
     uint64_t *idx =
         r->count
             ? terse__compress_scratch(1, terse__compress_k(r->c.ratio, r->bs) * sizeof(uint64_t))

@@ -17,6 +17,11 @@ typedef struct terse__topk_sel {
 int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
                        terse__topk_sel_t *sel);
 
+/* Selects the top k of every block of range @r (read-only pass, so a non-finite value fails
+ * before any output is written); *sel_p is per-range scratch, one entry per block. */
+terse_status_t terse__topk_select_range(const terse__crange_t *r, const float *v,
+                                        terse__topk_sel_t **sel_p);
+
 /* Upper bound of one block's Top-K part. */
 size_t terse__topk_block_max_bytes(size_t nb, size_t k);
 
