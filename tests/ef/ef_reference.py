@@ -4,7 +4,12 @@ against the library run under mpirun (test_ef_traj). Everything the library does
 is done here in float32, element by element in the same order where order matters (the
 rank-order sum); compressors are re-implemented from their definitions (DESIGN.md).
 
-usage: ef_reference.py MPIEXEC_AND_FLAGS... -- NP EXE MODE PERIOD DOUBLE_WAY SPEC T
+usage: ef_reference.py MPIEXEC_AND_FLAGS... -- NP EXE MODE PERIOD DOUBLE_WAY SPEC T [L]
+
+With L (ranks per host), the library runs with TERSE_HIERARCHY=node on NP/L emulated hosts
+(ranks h*L .. h*L+L-1 on host h) and the reference is the hierarchical mode: Algorithm 1 with
+the hosts as workers, host h's Delta the mean of its ranks' Deltas, one error per host shared
+by its ranks.
 """
 import os
 import subprocess
@@ -55,7 +60,9 @@ def compress_tensors(spec, v, counts):
     return np.concatenate(out)
 
 
-def simulate(K, A, b, T, mode, period, dw, spec, x0, counts):
+def simulate(K, A, b, T, mode, period, dw, spec, x0, counts, L=0):
+    """L = 0: flat. L > 0: hierarchical with L ranks per host (e[k] is then the host's error,
+    the same for every rank of the host)."""
     M = A.shape[1]
     lr, mu = F(0.05), F(0.9)
     x = x0.copy()
@@ -67,7 +74,7 @@ def simulate(K, A, b, T, mode, period, dw, spec, x0, counts):
         if mode != "none" and period and (t + 1) % period == 0:  # line 7
             avg = (np.sum(np.array(e, dtype=np.float64), axis=0) / K).astype(F)
             e = [avg.copy() for _ in range(K)]
-        cs = []
+        deltas = []
         for k in range(K):
             xh = (x - e[k]).astype(F) if mode == "saef" else x.copy()  # line 9
             r = A[k].astype(np.float64) @ xh.astype(np.float64) - b[k].astype(np.float64)
@@ -75,15 +82,27 @@ def simulate(K, A, b, T, mode, period, dw, spec, x0, counts):
             m[k] = (mu * m[k] + g).astype(F)  # line 10
             xp = (xh - lr * m[k]).astype(F)  # line 11
             d = (xh - xp).astype(F)
-            delta = (e[k] + d).astype(F) if mode != "none" else d  # line 12 / 16
+            deltas.append((e[k] + d).astype(F) if mode != "none" else d)  # line 12 / 16
+        if L:  # the host's leader averages its ranks' Deltas in local-rank order
+            workers = []
+            for h in range(K // L):
+                s = deltas[h * L].copy()
+                for k in range(h * L + 1, h * L + L):
+                    s = (s + deltas[k]).astype(F)
+                workers.append((s / F(L)).astype(F))
+        else:
+            workers = deltas
+        cs = []
+        for w, delta in enumerate(workers):
             c = compress_tensors(spec, delta, counts)
-            if mode != "none":
-                e[k] = (delta - c).astype(F)  # line 18
+            if mode != "none":  # line 18; hierarchical: every rank of the host gets e_h
+                for k in (range(w * L, w * L + L) if L else [w]):
+                    e[k] = (delta - c).astype(F)
             cs.append(c)
         acc = np.zeros_like(x)
-        for c in cs:  # rank order
+        for c in cs:  # rank (host) order
             acc = (acc + c).astype(F)
-        avg = (acc / F(K)).astype(F)
+        avg = (acc / F(len(workers))).astype(F)
         if dw:  # lines 21-23
             D = (es + avg).astype(F)
             u = compress_tensors(spec, D, counts)
@@ -99,10 +118,16 @@ def main():
     sep = sys.argv.index("--")
     mpiexec = sys.argv[1:sep]
     np_, exe, mode, period, dw, spec, T = sys.argv[sep + 1:sep + 8]
+    L = int(sys.argv[sep + 8]) if len(sys.argv) > sep + 8 else 0
+    env = dict(os.environ)
+    wrap = []
+    if L:
+        env["TERSE_HIERARCHY"] = "node"
+        wrap = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "emulate_hosts.sh"), str(L)]
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "traj.bin")
-        cmd = mpiexec + ["-np", np_, exe, mode, period, dw, spec, T, out]
-        res = subprocess.run(cmd)
+        cmd = mpiexec + ["-np", np_] + wrap + [exe, mode, period, dw, spec, T, out]
+        res = subprocess.run(cmd, env=env)
         if res.returncode != 0:
             print("library run failed:", " ".join(cmd))
             return 1
@@ -111,14 +136,14 @@ def main():
     data = np.frombuffer(raw[16:16 + 4 * K * M * (NP + 1)], dtype=F).reshape(K, M, NP + 1)
     lib = np.frombuffer(raw[16 + 4 * K * M * (NP + 1):], dtype=F).reshape(T + 1, NP)
     A, b = data[:, :, :NP], data[:, :, NP]
-    ref = simulate(K, A, b, T, mode, int(period), int(dw), spec, lib[0], [25, 15])
+    ref = simulate(K, A, b, T, mode, int(period), int(dw), spec, lib[0], [25, 15], L)
     worst = 0.0
     for t in range(T + 1):
         rel = np.linalg.norm(lib[t].astype(np.float64) - ref[t]) / max(np.linalg.norm(ref[t]), 1e-3)
         worst = max(worst, rel)
     loss0 = sum(np.sum((A[k] @ lib[0] - b[k]) ** 2) for k in range(K))
     lossT = sum(np.sum((A[k] @ lib[-1] - b[k]) ** 2) for k in range(K))
-    print(f"K={K} {mode} p={period} dw={dw} {spec}: worst relative difference {worst:.2e} "
+    print(f"K={K} L={L or '-'} {mode} p={period} dw={dw} {spec}: worst relative difference {worst:.2e} "
           f"over {T} steps; loss {loss0:.4f} -> {lossT:.4f}")
     if worst > 1e-5:
         print("FAIL: trajectories differ by more than 1e-5 relative")

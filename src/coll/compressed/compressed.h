@@ -23,6 +23,7 @@ enum {
     TERSE_ALGO_CMP_SIGN_ALLGATHER = 34,
     TERSE_ALGO_CMP_SIGN_A2A_AG = 35,
     TERSE_ALGO_CMP_DENSE = 36,
+    TERSE_ALGO_CMP_HIER_NODE = 37,
 };
 
 extern const terse__algo_t terse__cmp_sparse_allgather_algo;
@@ -30,6 +31,7 @@ extern const terse__algo_t terse__cmp_sparse_rs_ag_algo;
 extern const terse__algo_t terse__cmp_sign_allgather_algo;
 extern const terse__algo_t terse__cmp_sign_a2a_ag_algo;
 extern const terse__algo_t terse__cmp_dense_algo;
+extern const terse__algo_t terse__cmp_hier_node_algo;
 
 /* A run of consecutive blocks of one tensor served by one owner. */
 typedef struct terse__cseg {
@@ -64,6 +66,13 @@ typedef struct terse__cplan {
     float *acc, *out, *werr, *serr, *cdense;
     /* where the next aggregation starts and what a round received */
     size_t pad_min;      /* variable-length messages are sent with at least this many bytes */
+    /* Hierarchical mode (hier.c): the algorithms run among one leader per host. K and rank
+     * are then the host count and this host's index, and peer[] maps them to comm ranks. */
+    const int *peer;     /* K comm ranks, or NULL (identity) */
+    const terse__algo_t *inner; /* the algorithm the leaders run */
+    int defer_commit;    /* terse__cplan_commit only records its range (hier.c commits later) */
+    size_t commit_lo, commit_hi;
+    int hier_slot;       /* comm pool slot of hier.c's buffers, -1 when none */
 } terse__cplan_t;
 
 static inline terse__cplan_t *terse__cplan(terse_request_h req)
@@ -71,8 +80,10 @@ static inline terse__cplan_t *terse__cplan(terse_request_h req)
     return (terse__cplan_t *)req->algo_data;
 }
 
-/* Builds req->algo_data from validated params (owner split of blocks by elements). */
-terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params);
+/* Builds req->algo_data from validated params (owner split of blocks by elements) among
+ * @K participants of which this rank is @rank (comm size and rank, or hosts in hier mode). */
+terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params,
+                                   int K, int rank);
 void terse__cplan_cleanup(terse_request_h req);
 
 /* Carves the buffers out of the request's scratch; @rcap: bytes of each of the K receive
@@ -94,6 +105,31 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
 /* Copies staging into the caller's buffers; @serr_lo/@serr_hi: segments whose e_s changed. */
 void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
 
+/* Comm rank of participant @q. */
+static inline int terse__cplan_peer(const terse__cplan_t *p, int q)
+{
+    return p->peer ? p->peer[q] : q;
+}
+
+/* The engine's transfers, addressed by participant. */
+static inline void terse__cplan_send(terse_request_h req, int q, uint16_t step, const void *buf,
+                                     size_t len)
+{
+    terse__req_send(req, terse__cplan_peer(terse__cplan(req), q), step, buf, len);
+}
+
+static inline void terse__cplan_recv(terse_request_h req, int q, uint16_t step, void *buf,
+                                     size_t len)
+{
+    terse__req_recv(req, terse__cplan_peer(terse__cplan(req), q), step, buf, len);
+}
+
+static inline void terse__cplan_recv_var(terse_request_h req, int q, uint16_t step, void *buf,
+                                         size_t cap)
+{
+    terse__req_recv_var(req, terse__cplan_peer(terse__cplan(req), q), step, buf, cap);
+}
+
 /* Variable-length sends. The engine's receivers of unknown length expect the header in its
  * own message, which senders only do above the eager size, so shorter packed messages are
  * padded up to pad_min (the bytes after the last segment are ignored by the receiver; every
@@ -102,7 +138,7 @@ static inline void terse__cplan_send_var(terse_request_h req, int peer, uint16_t
                                          const void *buf, size_t len)
 {
     size_t min = terse__cplan(req)->pad_min;
-    terse__req_send(req, peer, step, buf, len < min ? min : len);
+    terse__cplan_send(req, peer, step, buf, len < min ? min : len);
 }
 
 static inline size_t terse__cplan_rcap(const terse__cplan_t *p, size_t cap)

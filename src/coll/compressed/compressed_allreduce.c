@@ -4,6 +4,7 @@
 
 #include "compress/compress.h"
 #include "core/config.h"
+#include "core/log.h"
 
 #include <string.h>
 
@@ -20,7 +21,8 @@ static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t 
     for (size_t i = 0; i < sizeof(by_name) / sizeof(by_name[0]); i++)
         if (!strcmp(want, by_name[i]->name))
             return by_name[i];
-    int K = comm->size;
+    (void)comm;
+    int K = p->K;
     int sign = p->c.kind == TERSE_COMPRESSOR_SIGN;
     if (K == 1)
         return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
@@ -45,10 +47,30 @@ static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t 
     return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
 }
 
+/* TERSE_HIERARCHY=node with several ranks on a host and the same number on every host (the
+ * host average must weigh every rank alike). Every rank sees the same host grouping. */
+static int use_hierarchy(terse_comm_h comm)
+{
+    static int warned;
+    const terse__hostgroup_t *hg = &comm->hosts;
+    if (strcmp(terse__config()->hierarchy, "node") != 0)
+        return 0;
+    int L = hg->host_first[1] - hg->host_first[0], homogeneous = 1;
+    for (int h = 1; h < hg->cross_size; h++)
+        homogeneous &= hg->host_first[h + 1] - hg->host_first[h] == L;
+    if (!homogeneous && !warned) {
+        warned = 1;
+        terse_log_warn("TERSE_HIERARCHY=node needs the same number of ranks on every host; "
+                       "running the flat compressed allreduce");
+    }
+    return homogeneous && L > 1;
+}
+
 static uint64_t signature_digest(const terse__cplan_t *p)
 {
     char spec[256] = "";
-    uint64_t h, v[2] = {(uint64_t)p->double_way, p->step};
+    uint64_t h, v[4] = {(uint64_t)p->double_way, p->step, p->inner ? p->inner->id : 0,
+                        p->peer ? (uint64_t)p->any_werr : 0};
     terse_compressor_format(&p->c, spec, sizeof(spec));
     h = terse__digest(spec, strlen(spec), 0x7e55e);
     h = terse__digest(v, sizeof(v), h);
@@ -99,9 +121,19 @@ terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callre
         return st;
     pthread_mutex_lock(&comm->lock);
     /* The algorithm is chosen from the plan, so the request starts with a placeholder. */
+    int hier = use_hierarchy(comm);
     st = terse__req_create(comm, TERSE_COLL_COMPRESSED, &terse__cmp_sparse_allgather_algo, &req);
     if (st == TERSE_OK)
-        st = terse__cplan_create(req, params);
+        st = hier ? terse__cplan_create(req, params, comm->cross_size, comm->cross_rank)
+                  : terse__cplan_create(req, params, comm->size, comm->rank);
+    if (st == TERSE_OK && hier) {
+        /* the leaders' algorithm addresses host h as its participant h */
+        int *leaders = terse__malloc((size_t)comm->cross_size * sizeof(int), "host leaders");
+        for (int h = 0; leaders && h < comm->cross_size; h++)
+            leaders[h] = comm->hosts.order[comm->hosts.host_first[h]];
+        terse__cplan(req)->peer = leaders;
+        st = leaders ? TERSE_OK : TERSE_ERR_NO_MEMORY;
+    }
     if (st != TERSE_OK) {
         if (req) {
             terse__cplan_cleanup(req);
@@ -111,7 +143,8 @@ terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callre
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, st, "no memory for the plan");
     }
     terse__cplan_t *p = terse__cplan(req);
-    req->algo = select_algo(comm, p);
+    p->inner = select_algo(comm, p);
+    req->algo = hier ? &terse__cmp_hier_node_algo : p->inner;
     req->sig.algo = req->algo->id;
     req->count = p->N;
     req->dtype = TERSE_DTYPE_FLOAT32;

@@ -34,10 +34,10 @@ static terse_status_t dense_progress(terse_request_h req)
         if (K > 1) {
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__req_recv(req, q, 0, p->rbuf[q], own_len(p, me) * sizeof(float));
+                    terse__cplan_recv(req, q, 0, p->rbuf[q], own_len(p, me) * sizeof(float));
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__req_send(req, q, 0, p->cdense + p->own_elem[q],
+                    terse__cplan_send(req, q, 0, p->cdense + p->own_elem[q],
                                     own_len(p, q) * sizeof(float));
             return TERSE_INPROGRESS;
         }
@@ -58,10 +58,10 @@ static terse_status_t dense_progress(terse_request_h req)
             break;
         for (int q = 0; q < K; q++)
             if (q != me)
-                terse__req_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
+                terse__cplan_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
         for (int q = 0; q < K; q++)
             if (q != me)
-                terse__req_send(req, q, 1, p->out + e0, n * sizeof(float));
+                terse__cplan_send(req, q, 1, p->out + e0, n * sizeof(float));
         return TERSE_INPROGRESS;
     }
     default:

@@ -39,22 +39,27 @@ void terse__cplan_cleanup(terse_request_h req)
     terse__free(p->own_cap);
     terse__free(p->wseg_off);
     terse__free(p->rbuf);
+    terse__free((void *)p->peer);
+    if (p->hier_slot >= 0)
+        req->comm->pool_used[p->hier_slot] = 0;
     terse__free(p);
     req->algo_data = NULL;
 }
 
-terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params)
+terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params,
+                                   int K_, int rank)
 {
     terse_comm_h comm = req->comm;
     terse__cplan_t *p = terse__calloc(1, sizeof(*p), "compressed allreduce plan");
     if (!p)
         return TERSE_ERR_NO_MEMORY;
     req->algo_data = p;
+    p->hier_slot = -1;
     p->c = params->compressor;
     p->double_way = (params->field_mask & TERSE_CALLREDUCE_FIELD_DOUBLE_WAY) && params->double_way;
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
-    p->K = comm->size;
-    p->rank = comm->rank;
+    p->K = K_;
+    p->rank = rank;
     p->pad_min = comm->eager_hdr_bytes + 1;
     p->nt = params->ntensors;
     size_t K = (size_t)p->K;
@@ -163,7 +168,9 @@ terse_status_t terse__cplan_compress_worker(terse_request_h req)
                                                    g->count, p->wmsg + off + 8, cap, &len, NULL,
                                                    rem, msg, sizeof(msg));
         if (st != TERSE_OK)
-            return terse__req_fail(req, st, "compressing this rank's input: %s", msg);
+            return terse__req_fail(req, st, "compressing %s: %s",
+                                   p->peer ? "this host's average of its ranks' inputs"
+                                           : "this rank's input", msg);
         uint64_t l = len;
         memcpy(p->wmsg + off, &l, 8);
         off += 8 + len;
@@ -185,24 +192,24 @@ terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, 
         uint64_t l;
         if (len - off < 8)
             return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d truncated at %zu bytes",
-                                   what, from, len);
+                                   what, terse__cplan_peer(p, from), len);
         memcpy(&l, buf + off, 8);
         off += 8;
         if (l > len - off)
             return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                    "%s from rank %d: segment of %llu bytes overruns %zu", what,
-                                   from, (unsigned long long)l, len);
+                                   terse__cplan_peer(p, from), (unsigned long long)l, len);
         terse_status_t st = terse__decompress_blocks_add(&p->c, buf + off, (size_t)l, t->count, t->id,
                                                          p->step, g->first, g->count,
                                                          acc + p->toff[g->tensor], msg, sizeof(msg));
         if (st != TERSE_OK)
             return terse__req_fail(req, st == TERSE_ERR_INVALID_ARG ? TERSE_ERR_CORRUPT : st,
-                                   "%s from rank %d: %s", what, from, msg);
+                                   "%s from rank %d: %s", what, terse__cplan_peer(p, from), msg);
         off += (size_t)l;
     }
     if (off != len && !(len == p->pad_min && off < len))
         return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d has %zu trailing bytes",
-                               what, from, len - off);
+                               what, terse__cplan_peer(p, from), len - off);
     return TERSE_OK;
 }
 
@@ -255,6 +262,11 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
 void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
     terse__cplan_t *p = terse__cplan(req);
+    if (p->defer_commit) {
+        p->commit_lo = serr_lo;
+        p->commit_hi = serr_hi;
+        return;
+    }
     for (size_t j = 0; j < p->nt; j++) {
         const terse_ctensor_t *t = &p->t[j];
         if (!t->count)

@@ -25,7 +25,7 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
             w = terse__cplan_wpart(p, 0, p->nseg, &wlen);
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__req_recv_var(req, q, 0, p->rbuf[q], terse__cplan_rcap(p, cap));
+                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], terse__cplan_rcap(p, cap));
             for (int q = 0; q < K; q++)
                 if (q != me)
                     terse__cplan_send_var(req, q, 0, w, wlen);

@@ -32,7 +32,7 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
         if (K > 1) {
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__req_recv_var(req, q, 0, p->rbuf[q], terse__cplan_rcap(p, p->own_cap[me]));
+                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], terse__cplan_rcap(p, p->own_cap[me]));
             for (int q = 0; q < K; q++) {
                 if (q == me)
                     continue;
@@ -60,9 +60,9 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
             if (q == me)
                 continue;
             if (p->double_way)
-                terse__req_recv_var(req, q, 1, p->rbuf[q], terse__cplan_rcap(p, p->own_cap[q]));
+                terse__cplan_recv_var(req, q, 1, p->rbuf[q], terse__cplan_rcap(p, p->own_cap[q]));
             else
-                terse__req_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
+                terse__cplan_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
         }
         for (int q = 0; q < K; q++) {
             if (q == me)
@@ -70,7 +70,7 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
             if (p->double_way)
                 terse__cplan_send_var(req, q, 1, p->smsg, p->smsg_len);
             else
-                terse__req_send(req, q, 1, p->out + p->own_elem[me], own_len(p, me) * sizeof(float));
+                terse__cplan_send(req, q, 1, p->out + p->own_elem[me], own_len(p, me) * sizeof(float));
         }
         return TERSE_INPROGRESS;
     default:
