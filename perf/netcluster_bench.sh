@@ -12,6 +12,9 @@
 #   HOSTS=4  ITERS=3  WARMUP=1  SIZES="64M 256M" (bytes of float32: 16M and 64M floats)
 #   COMPRESSORS="none;topk:0.01 --double-way;sign --double-way"  (';'-separated terse_bench args)
 #   MPI_VARIANTS="default ring"  BUILD=build-net  TIMEOUT=600 (seconds per mpirun)
+#   RANKS_PER_HOST=1  HIERARCHIES="none"  (with RANKS_PER_HOST > 1, e.g. HIERARCHIES="none node"
+#                   runs every case flat and with TERSE_HIERARCHY=node; ranks are placed
+#                   round-robin over the hosts, UCX uses shared memory inside a host)
 #
 # Output: perf/results/netcluster_<rate>_<compressor>.csv, terse_bench's columns plus
 #   mpi_allreduce   default | ring
@@ -20,8 +23,13 @@
 #                   "netcluster.sh bytes" (Ethernet frames: includes ~3-4% TCP/IP headers)
 #   terse_util      wire_bytes_per_rank / terse_s / link rate (what terse_bench counts)
 #   terse_util_measured  (ring runs only) terse's share of the measured bytes, i.e.
-#                   host_tx_bytes_per_iter - 2(P-1)/P * bytes (ring MPI_Allreduce), / terse_s / rate
-# and a summary perf/results/netcluster_<rate>.md.
+#                   host_tx_bytes_per_iter - R * 2(P-1)/P * bytes (ring MPI_Allreduce over P
+#                   ranks, R per host, every ring hop between hosts), / terse_s / rate
+#   hierarchy, ranks_per_host
+#   terse_host_tx_bytes_per_iter  (ring runs only) the same share in bytes: what terse sent
+#                   over each host's link per call
+# and a summary perf/results/netcluster_<rate>.md (files get a _r<R>_<hierarchy> suffix when
+# RANKS_PER_HOST > 1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NC=perf/netcluster.sh
@@ -30,6 +38,7 @@ SIZES=${SIZES:-"64M 256M"}
 COMPRESSORS=${COMPRESSORS:-"none;topk:0.01 --double-way;sign --double-way"}
 MPI_VARIANTS=${MPI_VARIANTS:-"default ring"}
 BUILD=${BUILD:-build-net}; TIMEOUT=${TIMEOUT:-600}
+RPH=${RANKS_PER_HOST:-1}; HIERARCHIES=${HIERARCHIES:-none}
 BENCH=$BUILD/perf/terse_bench
 RES=perf/results; TMP=$RES/tmp
 RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(1gbit 10gbit)
@@ -41,7 +50,7 @@ trap '$NC down >/dev/null 2>&1 || true' EXIT
 trap 'exit 130' INT TERM
 
 UCX=(--mca pml ucx --mca pml_ucx_tls any --mca pml_ucx_devices any
-     -x UCX_TLS=tcp -x UCX_NET_DEVICES=veth0)
+     -x UCX_TLS=tcp,sm,self -x UCX_NET_DEVICES=veth0)
 RING=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 4)
 
 rate_bps() { case "$1" in *gbit) echo $(( ${1%gbit} * 1000000000 ));; *mbit) echo $(( ${1%mbit} * 1000000 ));; esac; }
@@ -55,50 +64,58 @@ for rate in "${RATES[@]}"; do
     $NC up "$HOSTS" "$rate" >/dev/null || { echo "netcluster up failed" >&2; exit 1; }
     echo "== $rate: $HOSTS hosts, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
     IFS=';' read -ra COMPS <<< "$COMPRESSORS"
+    for hier in $HIERARCHIES; do
+    sfx=""; [ "$RPH" -gt 1 ] && sfx="_r${RPH}_${hier}"
     for comp in "${COMPS[@]}"; do
         read -ra CARGS <<< "$comp"
         tag=$(echo "$comp" | sed 's/--double-way/dw/; s/[ :,=]\+/-/g; s/-$//')
-        out=$RES/netcluster_${rate}_${tag}.csv
-        echo "$HDR,mpi_allreduce,rate_bps,host_tx_bytes_per_iter,terse_util,terse_util_measured" > "$out"
+        out=$RES/netcluster_${rate}_${tag}${sfx}.csv
+        echo "$HDR,mpi_allreduce,rate_bps,host_tx_bytes_per_iter,terse_util,terse_util_measured,hierarchy,ranks_per_host,terse_host_tx_bytes_per_iter" > "$out"
         for mv in $MPI_VARIANTS; do
             extra=(); [ "$mv" = ring ] && extra=("${RING[@]}")
             for sz in $SIZES; do
                 t=$TMP/nc_${rate}_${tag}_${mv}_${sz}.csv; rm -f "$t"
                 b0=$(tx_avg); s0=$(date +%s.%N)
-                timeout "$TIMEOUT" $NC mpirun -np "$HOSTS" "${UCX[@]}" "${extra[@]}" \
+                timeout "$TIMEOUT" $NC mpirun -np $((HOSTS * RPH)) --oversubscribe \
+                    -x TERSE_HIERARCHY="$hier" "${UCX[@]}" "${extra[@]}" \
                     "$BENCH" --compressor "${CARGS[0]}" "${CARGS[@]:1}" \
                     --min-bytes "$sz" --max-bytes "$sz" --iters "$ITERS" --warmup "$WARMUP" --csv "$t" 2> >(grep -v topo_plan >&2) \
-                    | grep -v '^#' | sed "s/^/[$rate $comp mpi=$mv] /"
+                    | grep -v '^#' | sed "s/^/[$rate $comp hierarchy=$hier mpi=$mv] /"
                 rc=${PIPESTATUS[0]}
                 b1=$(tx_avg); s1=$(date +%s.%N)
                 printf '   (rc %s, %.0f s wall)\n' "$rc" "$(echo "$s1 - $s0" | bc)"
                 [ "$rc" = 0 ] && [ -s "$t" ] || { echo "   FAILED: $comp $mv $sz" >&2; continue; }
                 tail -n +2 "$t" | awk -F, -v OFS=, -v mv=$mv -v bps=$bps -v d=$((b1 - b0)) \
-                    -v n=$((ITERS + WARMUP)) -v P=$HOSTS '{
-                    per = d / n; util = $9 / $6 * 8 / bps; meas = "";
-                    if (mv == "ring") meas = sprintf("%.3f", (per - 2*(P-1)/P*$5) / $6 * 8 / bps);
-                    print $0, mv, bps, sprintf("%.0f", per), sprintf("%.3f", util), meas }' >> "$out"
+                    -v n=$((ITERS + WARMUP)) -v P=$((HOSTS * RPH)) -v R=$RPH -v h=$hier '{
+                    per = d / n; util = $9 / $6 * 8 / bps; meas = ""; tb = "";
+                    if (mv == "ring") { tb = per - R*2*(P-1)/P*$5; meas = sprintf("%.3f", tb / $6 * 8 / bps)
+                                        tb = sprintf("%.0f", tb) }
+                    print $0, mv, bps, sprintf("%.0f", per), sprintf("%.3f", util), meas, h, R, tb }' >> "$out"
             done
         done
     done
+    done
     $NC down >/dev/null
     # summary table (markdown)
-    md=$RES/netcluster_${rate}.md
+    md=$RES/netcluster_${rate}$([ "$RPH" -gt 1 ] && echo "_r${RPH}").md
     {
-        echo "4 emulated hosts at $rate per direction, $HOSTS ranks, UCX TCP, iters $ITERS (median of the slowest rank)."
+        echo "$HOSTS emulated hosts at $rate per direction, $((HOSTS * RPH)) ranks ($RPH per host), UCX TCP between hosts, iters $ITERS (median of the slowest rank)."
         echo
-        echo "| compressor | algorithm | MiB | terse s | MPI default s | × vs default | MPI ring s | × vs ring | wire MiB/rank | util (counted) | util (measured) |"
-        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| compressor | hierarchy | algorithm | MiB | terse s | MPI default s | × vs default | MPI ring s | × vs ring | wire MiB/rank | util (counted) | util (measured) | terse MiB/host on the link |"
+        echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for f in $RES/netcluster_${rate}_*.csv; do
-            awk -F, 'NR>1 { k=$2 SUBSEP $5; alg[k]=$3; c[k]=$2; b[k]=$5; w[k]=$9; u[k]=$15
+            [ "$RPH" -gt 1 ] && [[ "$f" != *_r${RPH}_* ]] && continue
+            [ "$RPH" = 1 ] && [[ "$f" == *_r[0-9]*_* ]] && continue
+            awk -F, 'NR>1 { k=$2 SUBSEP $5 SUBSEP $17; alg[k]=$3; c[k]=$2; b[k]=$5; w[k]=$9; u[k]=$15
+                  hy[k]=($17 == "" ? "none" : $17); if ($19 != "") tb[k]=$19
                   if ($12=="default") { td[k]=$6; md[k]=$7 } else { tr[k]=$6; mr[k]=$7; um[k]=$16 }
                   if (!(k in seen)) { seen[k]=1; ord[++n]=k } }
                 END { for (i=1;i<=n;i++) { k=ord[i]
                   ts = (k in td) ? td[k] : tr[k]
-                  printf "| %s | %s | %d | %.2f | %s | %s | %s | %s | %.1f | %s | %s |\n", c[k], alg[k], b[k]/1048576, ts,
+                  printf "| %s | %s | %s | %d | %.2f | %s | %s | %s | %s | %.1f | %s | %s | %s |\n", c[k], hy[k], alg[k], b[k]/1048576, ts,
                     (k in md) ? sprintf("%.2f", md[k]) : "-", (k in md) ? sprintf("%.1f", md[k]/td[k]) : "-",
                     (k in mr) ? sprintf("%.2f", mr[k]) : "-", (k in mr) ? sprintf("%.1f", mr[k]/tr[k]) : "-",
-                    w[k]/1048576, u[k], (k in um) ? um[k] : "-" } }' "$f"
+                    w[k]/1048576, u[k], (k in um) ? um[k] : "-", (k in tb) ? sprintf("%.1f", tb[k]/1048576) : "-" } }' "$f"
         done
     } > "$md"
     cat "$md"

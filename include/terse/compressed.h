@@ -46,6 +46,10 @@ typedef struct terse_callreduce_params {
  * TERSE_ERR_CORRUPT, TERSE_ERR_PEER_FAILED, ...) every rank fails and nothing is written.
  * With server_error owned per block (algorithms sparse_rs_ag, sign_a2a_ag, dense) a rank keeps
  * only the entries of the blocks it serves current; use one algorithm for a whole run.
+ * TERSE_HIERARCHY=node (same number of ranks on every host): the ranks of each host are
+ * averaged first and the hosts are the participants: out = (sum_h C(Delta_h)) / H with
+ * Delta_h the mean of host h's inputs (local-rank order), worker_error = Delta_h - C(Delta_h)
+ * on every rank of the host, server_error kept on the host leaders only.
  * @param [in]  comm    Communicator.
  * @param [in]  params  Copied; the tensors' buffers stay borrowed until completion.
  * @param [out] req_p   The request; free with terse_request_free.

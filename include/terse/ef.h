@@ -19,6 +19,11 @@
  * Every rank keeps e_s for all parameters; with owner algorithms (TERSE_COMPRESSED_ALGO
  * sparse_rs_ag, sign_a2a_ag, dense) only the entries of the blocks a rank serves are current,
  * which is all that algorithm reads: keep one algorithm for a run.
+ *
+ * Hierarchical mode (TERSE_HIERARCHY=node): the hosts are Algorithm 1's workers. The exchange
+ * compresses the mean of a host's Delta_k and every rank of the host gets the host's error, so
+ * all ranks of a host hold the same e_k (and SAEF's step-ahead point); e_s lives on the host's
+ * leader (local rank 0).
  */
 #ifndef TERSE_EF_H
 #define TERSE_EF_H
