@@ -51,11 +51,17 @@ typedef struct terse__msg_hdr {
     uint32_t sender;
 } terse__msg_hdr_t;
 
-/* Tag: class (2 bits) | seq (32) | sender (20) | step (10). */
-#define TERSE_TAG_CLASS_DATA  0ull
-#define TERSE_TAG_CLASS_HDR   1ull
-#define TERSE_TAG_CLASS_ABORT 2ull
-#define TERSE_MAX_RANKS       (1 << 20)
+/* Tag: class (2 bits) | seq (32) | sender (20) | step (10). A message is either one INLINE
+ * message (header + payload, payloads up to eager_hdr_bytes) or a HDR message followed by a
+ * DATA message (the payload alone, zero-copy rendezvous when large). HDR and INLINE differ in
+ * the top bit only, so a receiver of unknown length matches both with one receive. */
+#define TERSE_TAG_CLASS_DATA   0ull
+#define TERSE_TAG_CLASS_HDR    1ull
+#define TERSE_TAG_CLASS_ABORT  2ull
+#define TERSE_TAG_CLASS_INLINE 3ull
+#define TERSE_MAX_RANKS        (1 << 20)
+/* Step of the confirmation round (terse__req_confirm); algorithms use lower steps. */
+#define TERSE_STEP_CONFIRM     0x3ff
 
 typedef struct terse__xfer {
     terse__tp_op_t op;     /* the payload (or header+payload when not split) */
@@ -65,7 +71,7 @@ typedef struct terse__xfer {
     size_t len; /* receives: capacity; sends: length */
     int split;
     int is_recv;
-    int var_len; /* receive: any length up to len */
+    int var_len; /* receive: any length up to len (split is known once the header arrived) */
     int hdr_checked; /* split receive: header already validated */
     int any_step; /* receive: match this peer's message of any step (see bcast acks) */
     int peer;
@@ -73,6 +79,15 @@ typedef struct terse__xfer {
 } terse__xfer_t;
 
 typedef struct terse__algo terse__algo_t;
+
+/* Test-only fault injection (TERSE_FAULT_INJECT), armed on the one request it names. */
+typedef enum { TERSE_FAULT_NONE, TERSE_FAULT_CORRUPT, TERSE_FAULT_TRUNCATE, TERSE_FAULT_KILL } terse__fault_kind_t;
+typedef struct terse__fault {
+    terse__fault_kind_t kind;
+    int step, peer; /* -1: any */
+    size_t at, len; /* corrupt: payload bytes [at, at + len) go out as 0xff; truncate: len cut */
+    void *copies;   /* garbled payload copies, a list freed with the request */
+} terse__fault_t;
 
 struct terse_request {
     terse_comm_h comm;
@@ -98,6 +113,7 @@ struct terse_request {
     void *algo_data;       /* algorithm-owned allocation, freed by algo->cleanup */
     uint64_t state[16];    /* small algorithm state (counters), zeroed at creation */
     uint64_t bytes_sent;
+    terse__fault_t fault;
     int user_freed;
     int done;
     struct terse_request *next, *prev;
@@ -172,9 +188,19 @@ terse_status_t terse__req_start(terse_request_h req);
 terse_status_t terse__req_advance(terse_request_h req);
 void terse__req_send(terse_request_h req, int peer, uint16_t step, const void *buf, size_t len);
 void terse__req_recv(terse_request_h req, int peer, uint16_t step, void *buf, size_t len);
-/* Receive of unknown length up to @cap; the length is in terse__req_received_len after. */
+/* Receive of unknown length up to @cap: matches a terse__req_send of any length up to @cap,
+ * header and payload in one message (short) or split (long), so senders need no padding. */
 void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf, size_t cap);
+/* Payload bytes received by transfer @xfer_index of the round that just completed. */
 size_t terse__req_received_len(terse_request_h req, int xfer_index);
+/* Confirmation round: an empty message to and from every participant (@peers[0..n), this
+ * rank skipped; NULL: ranks 0..n-1), posted by an algorithm that validated
+ * everything it received and is about to write the caller's buffers. A rank that failed
+ * sends an abort instead, so no participant commits unless every one validated (a one-round
+ * algorithm whose messages only their receivers can check would otherwise finish on the
+ * sender while the receivers fail). Returns TERSE_INPROGRESS when it posted the round (the
+ * algorithm commits on its next call), TERSE_OK when there is no peer to wait for. */
+terse_status_t terse__req_confirm(terse_request_h req, const int *peers, int n);
 /* A receive that matches @peer's next message of this call whatever its step: used where a
  * rank with a different view of the call would send something else (e.g. its own root). */
 void terse__req_recv_any_step(terse_request_h req, int peer, uint16_t step, void *buf, size_t len);

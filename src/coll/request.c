@@ -2,10 +2,14 @@
  * detection, abort propagation, timeouts and peer failures. */
 #include "comm.h"
 
+#include "core/config.h"
 #include "core/log.h"
 
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -100,41 +104,153 @@ static int reserve_xfers(terse_request_h req, int n)
     return 0;
 }
 
+/* ---- test-only fault injection (TERSE_FAULT_INJECT, see core/config.c) ---- */
+
+typedef struct fault_copy {
+    struct fault_copy *next;
+    unsigned char data[];
+} fault_copy_t;
+
+/* Arms req->fault when the variable names this rank and this call's sequence number. */
+static void arm_fault(terse_request_h req)
+{
+    const char *spec = terse__config()->fault_inject;
+    if (!spec[0])
+        return;
+    terse__fault_t f = {.step = -1, .peer = -1};
+    long long rank = -1, seq = -1, len = -1;
+    const char *colon = strchr(spec, ':');
+    size_t klen = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (klen == 7 && !strncmp(spec, "corrupt", 7))
+        f.kind = TERSE_FAULT_CORRUPT;
+    else if (klen == 8 && !strncmp(spec, "truncate", 8))
+        f.kind = TERSE_FAULT_TRUNCATE;
+    else if (klen == 4 && !strncmp(spec, "kill", 4))
+        f.kind = TERSE_FAULT_KILL;
+    for (const char *p = colon ? colon + 1 : spec + klen; f.kind && *p;) {
+        char key[8] = "";
+        size_t n = strcspn(p, "=,");
+        if (n >= sizeof(key) || p[n] != '=') {
+            f.kind = TERSE_FAULT_NONE;
+            break;
+        }
+        memcpy(key, p, n);
+        char *end;
+        long long v = strtoll(p + n + 1, &end, 10);
+        if (end == p + n + 1 || (*end && *end != ',') || v < 0) {
+            f.kind = TERSE_FAULT_NONE;
+            break;
+        }
+        if (!strcmp(key, "rank"))
+            rank = v;
+        else if (!strcmp(key, "seq"))
+            seq = v;
+        else if (!strcmp(key, "step"))
+            f.step = (int)v;
+        else if (!strcmp(key, "peer"))
+            f.peer = (int)v;
+        else if (!strcmp(key, "at"))
+            f.at = (size_t)v;
+        else if (!strcmp(key, "len"))
+            len = v;
+        else
+            f.kind = TERSE_FAULT_NONE;
+        p = *end ? end + 1 : end;
+    }
+    if (!f.kind || rank < 0 || seq < 0) {
+        terse_log_warn("TERSE_FAULT_INJECT='%s' not understood (KIND:rank=R,seq=S[,step=T]"
+                       "[,peer=P][,at=B][,len=L], KIND corrupt|truncate|kill): ignored", spec);
+        return;
+    }
+    if (rank != req->comm->rank || (uint64_t)seq != req->sig.seq)
+        return;
+    f.len = len >= 0 ? (size_t)len : f.kind == TERSE_FAULT_CORRUPT ? 8 : 4;
+    req->fault = f;
+    terse_log_warn("rank %d: fault injection armed for %s seq %u: %s", req->comm->rank,
+                   terse__coll_name(req->sig.coll), req->sig.seq, spec);
+}
+
+static int fault_hits(const terse_request_h req, const terse__xfer_t *x)
+{
+    const terse__fault_t *f = &req->fault;
+    return f->kind != TERSE_FAULT_NONE && x->step != TERSE_STEP_CONFIRM &&
+           (f->step < 0 || f->step == x->step) && (f->peer < 0 || f->peer == x->peer);
+}
+
+/* The payload this send puts on the wire: a garbled copy for a corrupt fault, fewer bytes
+ * for a truncate fault. The header (already built) announces the true length. */
+static const void *fault_payload(terse_request_h req, terse__xfer_t *x, size_t *len_p)
+{
+    terse__fault_t *f = &req->fault;
+    *len_p = x->len;
+    if (f->kind == TERSE_FAULT_TRUNCATE) {
+        *len_p = x->len - (f->len < x->len ? f->len : x->len);
+        return x->buf;
+    }
+    if (f->kind != TERSE_FAULT_CORRUPT || f->at >= x->len)
+        return x->buf;
+    fault_copy_t *c = malloc(sizeof(*c) + x->len);
+    if (!c)
+        return x->buf;
+    memcpy(c->data, x->buf, x->len);
+    memset(c->data + f->at, 0xff, f->len < x->len - f->at ? f->len : x->len - f->at);
+    c->next = f->copies;
+    f->copies = c;
+    return c->data;
+}
+
 static void post_xfer(terse_request_h req, terse__xfer_t *x)
 {
     terse_comm_h comm = req->comm;
     terse__tp_t *tp = &comm->tp;
     uint32_t seq = req->sig.seq;
     if (x->is_recv) {
-        ucp_tag_t tag = make_tag(TERSE_TAG_CLASS_DATA, seq, x->peer, x->step);
-        ucp_tag_t mask = x->any_step ? ~0x3ffull : ~0ull;
-        if (x->any_step) {
+        ucp_tag_t data = make_tag(TERSE_TAG_CLASS_DATA, seq, x->peer, x->step);
+        ucp_tag_t hdr = make_tag(TERSE_TAG_CLASS_HDR, seq, x->peer, x->step);
+        ucp_tag_t inl = make_tag(TERSE_TAG_CLASS_INLINE, seq, x->peer, x->step);
+        if (x->var_len) {
+            /* The first message is a header (HDR, the payload follows as DATA) or header and
+             * payload together (INLINE): one receive matches either (see comm.h). The payload
+             * receive, if any, is posted once the header arrived (round_state). */
+            terse__tp_recv2(tp, x->peer, hdr, ~(1ull << 63), &x->hdr, sizeof(x->hdr), x->buf,
+                            x->len, &x->hdr_op);
+        } else if (x->any_step) {
             x->hdr_op.state = TERSE_TP_OP_DONE;
-            terse__tp_recv2(tp, x->peer, tag, mask, &x->hdr, sizeof(x->hdr), x->buf, x->len,
+            terse__tp_recv2(tp, x->peer, inl, ~0x3ffull, &x->hdr, sizeof(x->hdr), x->buf, x->len,
                             &x->op);
         } else if (x->split) {
-            terse__tp_recv(tp, x->peer, make_tag(TERSE_TAG_CLASS_HDR, seq, x->peer, x->step),
-                           ~0ull, &x->hdr, sizeof(x->hdr), &x->hdr_op);
-            terse__tp_recv(tp, x->peer, tag, ~0ull, x->buf, x->len, &x->op);
+            terse__tp_recv(tp, x->peer, hdr, ~0ull, &x->hdr, sizeof(x->hdr), &x->hdr_op);
+            terse__tp_recv(tp, x->peer, data, ~0ull, x->buf, x->len, &x->op);
         } else {
             x->hdr_op.state = TERSE_TP_OP_DONE;
-            terse__tp_recv2(tp, x->peer, tag, ~0ull, &x->hdr, sizeof(x->hdr), x->buf, x->len,
+            terse__tp_recv2(tp, x->peer, inl, ~0ull, &x->hdr, sizeof(x->hdr), x->buf, x->len,
                             &x->op);
         }
     } else {
-        ucp_tag_t tag = make_tag(TERSE_TAG_CLASS_DATA, seq, comm->rank, x->step);
         x->hdr = req->sig;
         x->hdr.step = x->step;
         x->hdr.sender = (uint32_t)comm->rank;
         x->hdr.len = x->len;
         req->bytes_sent += x->len;
+        size_t len = x->len;
+        const void *buf = fault_hits(req, x) ? fault_payload(req, x, &len) : x->buf;
         if (x->split) {
             terse__tp_send(tp, x->peer, make_tag(TERSE_TAG_CLASS_HDR, seq, comm->rank, x->step),
                            &x->hdr, sizeof(x->hdr), &x->hdr_op);
-            terse__tp_send(tp, x->peer, tag, x->buf, x->len, &x->op);
+            terse__tp_send(tp, x->peer, make_tag(TERSE_TAG_CLASS_DATA, seq, comm->rank, x->step),
+                           buf, len, &x->op);
         } else {
             x->hdr_op.state = TERSE_TP_OP_DONE;
-            terse__tp_send2(tp, x->peer, tag, &x->hdr, sizeof(x->hdr), x->buf, x->len, &x->op);
+            terse__tp_send2(tp, x->peer, make_tag(TERSE_TAG_CLASS_INLINE, seq, comm->rank, x->step),
+                            &x->hdr, sizeof(x->hdr), buf, len, &x->op);
+        }
+        if (req->fault.kind == TERSE_FAULT_KILL && fault_hits(req, x)) {
+            /* let what was posted leave, then die mid-call without a word */
+            for (int i = 0; i < 100; i++)
+                terse__tp_progress(tp);
+            terse_log_warn("rank %d: fault injection: killing this process in %s seq %u step %u",
+                           comm->rank, terse__coll_name(req->sig.coll), seq, x->step);
+            raise(SIGKILL);
         }
     }
 }
@@ -161,8 +277,8 @@ static void add_xfer(terse_request_h req, int is_recv, int flags, int peer, uint
     x->len = len;
     /* Small payloads share a message with their header; large ones go as their own
      * contiguous message (zero-copy rendezvous) behind a small header message. Receivers of
-     * unknown length always use the split form. */
-    x->split = !x->any_step && (var || len > req->comm->eager_hdr_bytes);
+     * unknown length learn which from the first message (round_state). */
+    x->split = !x->any_step && !var && len > req->comm->eager_hdr_bytes;
     post_xfer(req, x);
 }
 
@@ -188,7 +304,30 @@ void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf
 
 size_t terse__req_received_len(terse_request_h req, int i)
 {
-    return req->x[i].op.length;
+    const terse__xfer_t *x = &req->x[i];
+    size_t hdr = x->split ? 0 : sizeof(terse__msg_hdr_t);
+    return x->op.length > hdr ? x->op.length - hdr : 0;
+}
+
+terse_status_t terse__req_confirm(terse_request_h req, const int *peers, int n)
+{
+    terse_comm_h comm = req->comm;
+    if (req->status != TERSE_INPROGRESS)
+        return req->status;
+    int posted = 0;
+    for (int i = 0; i < n; i++) {
+        int q = peers ? peers[i] : i;
+        if (q != comm->rank) {
+            terse__req_recv(req, q, TERSE_STEP_CONFIRM, NULL, 0);
+            posted++;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int q = peers ? peers[i] : i;
+        if (q != comm->rank)
+            terse__req_send(req, q, TERSE_STEP_CONFIRM, NULL, 0);
+    }
+    return posted ? req->status : TERSE_OK;
 }
 
 void *terse__req_scratch(terse_request_h req, size_t size)
@@ -330,11 +469,48 @@ static terse_status_t check_header(terse_request_h req, terse__xfer_t *x, int pa
                                    (unsigned long long)h->len, x->len);
         return TERSE_OK;
     }
-    size_t got = x->op.length - (x->split ? 0 : sizeof(terse__msg_hdr_t));
+    size_t hb = x->split ? 0 : sizeof(terse__msg_hdr_t);
+    if (x->op.length < hb)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "message from rank %d is shorter than its header (%zu bytes)", p,
+                               x->op.length);
+    size_t got = x->op.length - hb;
+    /* A header that announces what this rank expects with a payload of another length is a
+     * broken message; a header that announces another length is a call with other arguments. */
+    int len_ok = x->var_len ? h->len <= x->len : h->len == x->len;
+    if (len_ok && got != h->len)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "message from rank %d is corrupt: its header announces %llu bytes, "
+                               "%zu arrived", p, (unsigned long long)h->len, got);
     if (h->len != got || (!x->var_len && got != x->len))
         return terse__req_fail(req, TERSE_ERR_MISMATCH,
                                "message from rank %d has %llu bytes (%zu arrived), expected %zu",
                                p, (unsigned long long)h->len, got, x->len);
+    return TERSE_OK;
+}
+
+/* The first message of a receive of unknown length arrived: header and payload together
+ * (done; checked with the payload), or a header alone: check it, then receive the payload. */
+static terse_status_t var_first_arrived(terse_request_h req, terse__xfer_t *x)
+{
+    x->hdr_checked = 1;
+    if ((x->hdr_op.tag >> 62) == TERSE_TAG_CLASS_INLINE) {
+        x->split = 0;
+        x->op.length = x->hdr_op.length;
+        x->op.ucs = UCS_OK;
+        x->op.state = TERSE_TP_OP_DONE;
+        return TERSE_OK;
+    }
+    x->split = 1;
+    if (x->hdr_op.length != sizeof(x->hdr))
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "header message from rank %d has %zu bytes, not %zu", x->peer,
+                               x->hdr_op.length, sizeof(x->hdr));
+    if (check_header(req, x, 0) != TERSE_OK)
+        return req->status;
+    terse__tp_recv(&req->comm->tp, x->peer,
+                   make_tag(TERSE_TAG_CLASS_DATA, req->sig.seq, x->peer, x->step), ~0ull, x->buf,
+                   x->len, &x->op);
     return TERSE_OK;
 }
 
@@ -346,6 +522,9 @@ static int round_state(terse_request_h req)
     int pending = 0;
     for (int i = 0; i < req->nx; i++) {
         terse__xfer_t *x = &req->x[i];
+        if (x->is_recv && x->var_len && !x->hdr_checked && x->hdr_op.state == TERSE_TP_OP_DONE &&
+            x->hdr_op.ucs == UCS_OK && var_first_arrived(req, x) != TERSE_OK)
+            return -1;
         terse__tp_op_t *ops[2] = {&x->hdr_op, &x->op};
         int done = 0;
         for (int k = 0; k < 2; k++) {
@@ -462,16 +641,41 @@ static void unlink_active(terse_request_h req)
     comm->nactive--;
 }
 
+/* A failed rank usually returns to its caller at once, and the caller may then block in
+ * something else (MPI, its own barrier) without progressing this communicator: make sure the
+ * abort messages left first, or peers would wait for them until their timeout. They can sit
+ * behind a rendezvous of this call to the same peer, which that peer completes while it
+ * waits, so this takes a moment at most; bounded for peers that never answer. */
+static void flush_aborts(terse_comm_h comm)
+{
+    double limit = comm->timeout < 2.0 ? comm->timeout : 2.0, t0 = terse__now();
+    for (;;) {
+        int pending = 0;
+        for (terse__abort_send_t *a = comm->abort_sends; a && !pending; a = a->next)
+            pending = a->op.state == TERSE_TP_OP_PENDING && !comm->tp.peer_failed[a->op.peer];
+        if (!pending || terse__now() - t0 > limit)
+            return;
+        if (!terse__tp_progress(&comm->tp))
+            sched_yield(); /* the peer may share our core */
+    }
+}
+
 static void finish(terse_request_h req)
 {
     if (req->done)
         return;
     req->done = 1;
-    if (req->status != TERSE_OK)
+    if (req->status != TERSE_OK) {
         cancel_xfers(req);
+        flush_aborts(req->comm);
+    }
     if (req->algo->cleanup)
         req->algo->cleanup(req);
-    release_scratch(req);
+    /* A receive already matched (a rendezvous under way) cannot be cancelled and still
+     * writes into the scratch: keep it from the next call until terse__req_destroy, which
+     * runs once no transfer is pending (the request waits among the zombies till then). */
+    if (!xfers_pending(req))
+        release_scratch(req);
     unlink_active(req);
 }
 
@@ -514,6 +718,7 @@ terse_status_t terse__req_start(terse_request_h req)
     terse_comm_h comm = req->comm;
     req->sig.seq = comm->next_seq++;
     req->start = terse__now();
+    arm_fault(req);
     req->next = comm->active;
     if (comm->active)
         comm->active->prev = req;
@@ -537,10 +742,15 @@ int terse__req_has_pending(terse_request_h req)
 
 void terse__req_destroy(terse_request_h req)
 {
+    release_scratch(req);
     terse__free(req->counts);
     terse__free(req->displs);
     terse__free(req->rcounts);
     terse__free(req->rdispls);
     terse__free(req->x);
+    for (fault_copy_t *c = req->fault.copies, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     terse__free(req);
 }

@@ -54,6 +54,11 @@ static const cfg_entry_t cfg_table[] = {
      "auto|none|<cpulist>: where progress/compression threads run"},
     {"TERSE_HIERARCHY", "none", CFG_STRING, FIELD(hierarchy),
      "none|node: reduce within a host before compressing between hosts"},
+    {"TERSE_FAULT_INJECT", "", CFG_STRING, FIELD(fault_inject),
+     "for testing only: KIND:rank=R,seq=S[,step=T][,peer=P][,at=B][,len=L] makes rank R "
+     "misbehave in its call with sequence number S (KIND corrupt: payload bytes [B, B+L) sent "
+     "as 0xff after the header is built; truncate: payload sent L bytes short of what its "
+     "header announces; kill: SIGKILL itself after posting the send)"},
     {"TERSE_RANK", "", CFG_STRING, FIELD(rank_env), "rank for the environment rendezvous"},
     {"TERSE_SIZE", "", CFG_STRING, FIELD(size_env), "rank count for the environment rendezvous"},
     {"TERSE_ROOT_ADDR", "", CFG_STRING, FIELD(root_addr),

@@ -64,8 +64,6 @@ typedef struct terse__cplan {
     size_t smsg_len;
     uint8_t **rbuf;      /* K receive buffers */
     float *acc, *out, *werr, *serr, *cdense;
-    /* where the next aggregation starts and what a round received */
-    size_t pad_min;      /* variable-length messages are sent with at least this many bytes */
     /* Hierarchical mode (hier.c): the algorithms run among one leader per host. K and rank
      * are then the host count and this host's index, and peer[] maps them to comm ranks. */
     const int *peer;     /* K comm ranks, or NULL (identity) */
@@ -128,22 +126,6 @@ static inline void terse__cplan_recv_var(terse_request_h req, int q, uint16_t st
                                          size_t cap)
 {
     terse__req_recv_var(req, terse__cplan_peer(terse__cplan(req), q), step, buf, cap);
-}
-
-/* Variable-length sends. The engine's receivers of unknown length expect the header in its
- * own message, which senders only do above the eager size, so shorter packed messages are
- * padded up to pad_min (the bytes after the last segment are ignored by the receiver; every
- * packed buffer has pad_min bytes of slack). */
-static inline void terse__cplan_send_var(terse_request_h req, int peer, uint16_t step,
-                                         const void *buf, size_t len)
-{
-    size_t min = terse__cplan(req)->pad_min;
-    terse__cplan_send(req, peer, step, buf, len < min ? min : len);
-}
-
-static inline size_t terse__cplan_rcap(const terse__cplan_t *p, size_t cap)
-{
-    return cap < p->pad_min ? p->pad_min : cap;
 }
 
 /* Byte range of segments [lo, hi) in wmsg. */

@@ -64,6 +64,12 @@ static terse_status_t dense_progress(terse_request_h req)
                 terse__cplan_send(req, q, 1, p->out + e0, n * sizeof(float));
         return TERSE_INPROGRESS;
     }
+    case 2:
+        /* every participant received what it expected before anyone commits */
+        req->state[0] = 3;
+        if (terse__req_confirm(req, p->peer, K) != TERSE_OK)
+            return req->status;
+        break;
     default:
         break;
     }

@@ -49,7 +49,6 @@ void terse__cplan_cleanup(terse_request_h req)
 terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params,
                                    int K_, int rank)
 {
-    terse_comm_h comm = req->comm;
     terse__cplan_t *p = terse__calloc(1, sizeof(*p), "compressed allreduce plan");
     if (!p)
         return TERSE_ERR_NO_MEMORY;
@@ -60,7 +59,6 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
     p->K = K_;
     p->rank = rank;
-    p->pad_min = comm->eager_hdr_bytes + 1;
     p->nt = params->ntensors;
     size_t K = (size_t)p->K;
     p->t = terse__calloc(p->nt ? p->nt : 1, sizeof(*p->t), "compressed allreduce tensors");
@@ -131,8 +129,7 @@ terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int dense)
     size_t wcap = 0, fl = align64(p->N * sizeof(float));
     for (int r = 0; r < p->K; r++)
         wcap += p->own_cap[r];
-    wcap = align64(wcap + p->pad_min);
-    rcap = terse__cplan_rcap(p, rcap);
+    wcap = align64(wcap);
     size_t total = 2 * wcap + (size_t)p->K * align64(rcap) + 2 * fl;
     total += p->any_werr ? fl : 0;
     total += p->double_way ? fl : 0;
@@ -207,7 +204,7 @@ terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, 
                                    "%s from rank %d: %s", what, terse__cplan_peer(p, from), msg);
         off += (size_t)l;
     }
-    if (off != len && !(len == p->pad_min && off < len))
+    if (off != len)
         return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d has %zu trailing bytes",
                                what, terse__cplan_peer(p, from), len - off);
     return TERSE_OK;

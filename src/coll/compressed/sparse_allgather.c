@@ -13,6 +13,11 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
     size_t wlen;
     const uint8_t *w;
 
+    if (req->state[0] == 2) {
+        /* every participant validated what it received (terse__req_confirm) */
+        terse__cplan_commit(req, 0, p->nseg);
+        return TERSE_OK;
+    }
     if (req->state[0] == 0) {
         size_t cap = 0;
         for (int r = 0; r < K; r++)
@@ -25,10 +30,10 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
             w = terse__cplan_wpart(p, 0, p->nseg, &wlen);
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], terse__cplan_rcap(p, cap));
+                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], cap);
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__cplan_send_var(req, q, 0, w, wlen);
+                    terse__cplan_send(req, q, 0, w, wlen);
             return TERSE_INPROGRESS;
         }
     }
@@ -42,6 +47,9 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
             return req->status;
     }
     if (terse__cplan_serve(req, 0, p->nseg) != TERSE_OK)
+        return req->status;
+    req->state[0] = 2;
+    if (terse__req_confirm(req, p->peer, K) != TERSE_OK)
         return req->status;
     terse__cplan_commit(req, 0, p->nseg);
     return TERSE_OK;

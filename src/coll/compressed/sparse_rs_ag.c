@@ -32,12 +32,12 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
         if (K > 1) {
             for (int q = 0; q < K; q++)
                 if (q != me)
-                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], terse__cplan_rcap(p, p->own_cap[me]));
+                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], p->own_cap[me]);
             for (int q = 0; q < K; q++) {
                 if (q == me)
                     continue;
                 w = terse__cplan_wpart(p, p->own_seg[q], p->own_seg[q + 1], &wlen);
-                terse__cplan_send_var(req, q, 0, w, wlen);
+                terse__cplan_send(req, q, 0, w, wlen);
             }
             return TERSE_INPROGRESS;
         }
@@ -60,7 +60,7 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
             if (q == me)
                 continue;
             if (p->double_way)
-                terse__cplan_recv_var(req, q, 1, p->rbuf[q], terse__cplan_rcap(p, p->own_cap[q]));
+                terse__cplan_recv_var(req, q, 1, p->rbuf[q], p->own_cap[q]);
             else
                 terse__cplan_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
         }
@@ -68,15 +68,13 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
             if (q == me)
                 continue;
             if (p->double_way)
-                terse__cplan_send_var(req, q, 1, p->smsg, p->smsg_len);
+                terse__cplan_send(req, q, 1, p->smsg, p->smsg_len);
             else
                 terse__cplan_send(req, q, 1, p->out + p->own_elem[me], own_len(p, me) * sizeof(float));
         }
         return TERSE_INPROGRESS;
-    default:
-        if (!p->double_way)
-            break;
-        for (int q = 0; q < K; q++) {
+    case 2:
+        for (int q = 0; q < K && p->double_way; q++) {
             if (q == me)
                 continue;
             memset(p->out + p->own_elem[q], 0, own_len(p, q) * sizeof(float));
@@ -84,6 +82,12 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
                                         p->own_seg[q], p->own_seg[q + 1], p->out, q, 1) != TERSE_OK)
                 return req->status;
         }
+        /* every participant validated what it received before anyone commits */
+        req->state[0] = 3;
+        if (terse__req_confirm(req, p->peer, K) != TERSE_OK)
+            return req->status;
+        break;
+    default:
         break;
     }
     terse__cplan_commit(req, lo, hi);
