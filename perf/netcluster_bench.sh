@@ -29,7 +29,8 @@
 #   terse_host_tx_bytes_per_iter  (ring runs only) the same share in bytes: what terse sent
 #                   over each host's link per call
 # and a summary perf/results/netcluster_<rate>.md (files get a _r<R>_<hierarchy> suffix when
-# RANKS_PER_HOST > 1).
+# RANKS_PER_HOST > 1). "netcluster_bench.sh --summary RATE..." only rewrites the summaries.
+# Compressor specs appear in the CSVs with ';' for ',' ("topk:0.01;block=262144+double").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NC=perf/netcluster.sh
@@ -41,6 +42,7 @@ BUILD=${BUILD:-build-net}; TIMEOUT=${TIMEOUT:-600}
 RPH=${RANKS_PER_HOST:-1}; HIERARCHIES=${HIERARCHIES:-none}
 BENCH=$BUILD/perf/terse_bench
 RES=perf/results; TMP=$RES/tmp
+SUMMARY_ONLY=0; [ "${1:-}" = --summary ] && { SUMMARY_ONLY=1; shift; }
 RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(1gbit 10gbit)
 
 [ "$(id -u)" = 0 ] || { echo "netcluster_bench: needs root" >&2; exit 1; }
@@ -56,6 +58,37 @@ RING=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 
 rate_bps() { case "$1" in *gbit) echo $(( ${1%gbit} * 1000000000 ));; *mbit) echo $(( ${1%mbit} * 1000000 ));; esac; }
 tx_avg() { $NC bytes | awk '{s+=$2; n++} END{printf "%.0f", s/n}'; }   # mean tx bytes per host
 
+# summary table (markdown) of rate $1 from the CSVs
+summary() {
+    local rate=$1 md f
+    md=$RES/netcluster_${rate}$([ "$RPH" -gt 1 ] && echo "_r${RPH}").md
+    {
+        echo "$HOSTS emulated hosts at $rate per direction, $((HOSTS * RPH)) ranks ($RPH per host), UCX TCP between hosts, iters $ITERS (median of the slowest rank)."
+        echo
+        echo "| compressor | hierarchy | algorithm | MiB | terse s | MPI default s | × vs default | MPI ring s | × vs ring | wire MiB/rank | util (counted) | util (measured) | terse MiB/host on the link |"
+        echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for f in $RES/netcluster_${rate}_*.csv; do
+            [ "$RPH" -gt 1 ] && [[ "$f" != *_r${RPH}_* ]] && continue
+            [ "$RPH" = 1 ] && [[ "$f" == *_r[0-9]*_* ]] && continue
+            awk -F, 'NR>1 { k=$2 SUBSEP $5 SUBSEP $17; alg[k]=$3; c[k]=$2; b[k]=$5; w[k]=$9; u[k]=$15
+                  hy[k]=($17 == "" ? "none" : $17); if ($19 != "") tb[k]=$19
+                  if ($12=="default") { td[k]=$6; md[k]=$7 } else { tr[k]=$6; mr[k]=$7; um[k]=$16 }
+                  if (!(k in seen)) { seen[k]=1; ord[++n]=k } }
+                END { for (i=1;i<=n;i++) { k=ord[i]
+                  ts = (k in td) ? td[k] : tr[k]
+                  printf "| %s | %s | %s | %d | %.2f | %s | %s | %s | %s | %.1f | %s | %s | %s |\n", c[k], hy[k], alg[k], b[k]/1048576, ts,
+                    (k in md) ? sprintf("%.2f", md[k]) : "-", (k in md) ? sprintf("%.1f", md[k]/td[k]) : "-",
+                    (k in mr) ? sprintf("%.2f", mr[k]) : "-", (k in mr) ? sprintf("%.1f", mr[k]/tr[k]) : "-",
+                    w[k]/1048576, u[k], (k in um) ? um[k] : "-", (k in tb) ? sprintf("%.1f", tb[k]/1048576) : "-" } }' "$f"
+        done
+    } > "$md"
+    cat "$md"
+}
+
+if [ "$SUMMARY_ONLY" = 1 ]; then
+    for rate in "${RATES[@]}"; do summary "$rate"; done
+    exit 0
+fi
 unset TERSE_HOST_ID
 HDR="op,compressor,algorithm,ranks,bytes,terse_s,mpi_s,speedup_vs_mpi,wire_bytes_per_rank,algbw_gbps,busbw_gbps"
 for rate in "${RATES[@]}"; do
@@ -96,27 +129,5 @@ for rate in "${RATES[@]}"; do
     done
     done
     $NC down >/dev/null
-    # summary table (markdown)
-    md=$RES/netcluster_${rate}$([ "$RPH" -gt 1 ] && echo "_r${RPH}").md
-    {
-        echo "$HOSTS emulated hosts at $rate per direction, $((HOSTS * RPH)) ranks ($RPH per host), UCX TCP between hosts, iters $ITERS (median of the slowest rank)."
-        echo
-        echo "| compressor | hierarchy | algorithm | MiB | terse s | MPI default s | × vs default | MPI ring s | × vs ring | wire MiB/rank | util (counted) | util (measured) | terse MiB/host on the link |"
-        echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        for f in $RES/netcluster_${rate}_*.csv; do
-            [ "$RPH" -gt 1 ] && [[ "$f" != *_r${RPH}_* ]] && continue
-            [ "$RPH" = 1 ] && [[ "$f" == *_r[0-9]*_* ]] && continue
-            awk -F, 'NR>1 { k=$2 SUBSEP $5 SUBSEP $17; alg[k]=$3; c[k]=$2; b[k]=$5; w[k]=$9; u[k]=$15
-                  hy[k]=($17 == "" ? "none" : $17); if ($19 != "") tb[k]=$19
-                  if ($12=="default") { td[k]=$6; md[k]=$7 } else { tr[k]=$6; mr[k]=$7; um[k]=$16 }
-                  if (!(k in seen)) { seen[k]=1; ord[++n]=k } }
-                END { for (i=1;i<=n;i++) { k=ord[i]
-                  ts = (k in td) ? td[k] : tr[k]
-                  printf "| %s | %s | %s | %d | %.2f | %s | %s | %s | %s | %.1f | %s | %s | %s |\n", c[k], hy[k], alg[k], b[k]/1048576, ts,
-                    (k in md) ? sprintf("%.2f", md[k]) : "-", (k in md) ? sprintf("%.1f", md[k]/td[k]) : "-",
-                    (k in mr) ? sprintf("%.2f", mr[k]) : "-", (k in mr) ? sprintf("%.1f", mr[k]/tr[k]) : "-",
-                    w[k]/1048576, u[k], (k in um) ? um[k] : "-", (k in tb) ? sprintf("%.1f", tb[k]/1048576) : "-" } }' "$f"
-        done
-    } > "$md"
-    cat "$md"
+    summary "$rate"
 done

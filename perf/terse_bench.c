@@ -164,10 +164,16 @@ int main(int argc, char **argv)
             printf("%12zu %-20s %12.1f %12.1f %9.2f %14.0f %10.3f %10.3f\n", bytes, algo, ts * 1e6,
                    ms * 1e6, ms / ts, wire, algbw, busbw);
             fflush(stdout);
-            if (csv)
-                fprintf(csv, "allreduce,%s%s,%s,%d,%zu,%.9f,%.9f,%.4f,%.0f,%.4f,%.4f\n", o.compressor,
+            if (csv) {
+                /* the spec's commas ("topk:0.01,block=262144") become ';' so fields stay split */
+                char spec[128];
+                snprintf(spec, sizeof(spec), "%s", o.compressor);
+                for (char *c = spec; *c; c++)
+                    *c = *c == ',' ? ';' : *c;
+                fprintf(csv, "allreduce,%s%s,%s,%d,%zu,%.9f,%.9f,%.4f,%.0f,%.4f,%.4f\n", spec,
                         o.double_way ? "+double" : "", algo, size, bytes, ts, ms, ms / ts, wire,
                         algbw, busbw);
+            }
             if (json)
                 fprintf(json,
                         "%s  {\"op\": \"allreduce\", \"compressor\": \"%s\", \"double_way\": %d, "
