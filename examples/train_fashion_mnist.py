@@ -97,6 +97,8 @@ def run(args, data=None, log=print):
                                    error_average_period=args.period or None,
                                    double_way=args.double_way)
     hvd.broadcast_optimizer_state(opt, root_rank=0)
+    if hasattr(opt, "exact_bytes_sent"):
+        opt.exact_bytes_sent = True  # the compressed messages' size, not its upper bound
     n_params = sum(p.numel() for p in model.parameters())
     K, r = hvd.size(), hvd.rank()
     gen = torch.Generator().manual_seed(args.seed)

@@ -1,5 +1,6 @@
 """Compressed DistributedOptimizer: EF/SAEF trajectories against an in-process reference of
 Algorithm 1, consensus, checkpoint/resume, convergence, non-finite input (mpirun, 2-4 ranks)."""
+import copy
 import io
 
 import numpy as np
@@ -44,15 +45,23 @@ def _train(hvd, model, opt, t0, t1):
 
 
 def _reference(K, spec, ef, period, double_way, steps):
-    """Algorithm 1 (model-difference form) for K simulated workers in one process."""
+    """Algorithm 1 (model-difference form) for K simulated workers in one process: errors
+    averaged at the start of steps t with (t + 1) % period == 0 (include/terse/ef.h); the
+    server compresses e_s + avg with the tensor's own id."""
     comp = terse.Compressor(spec)
     models = [_model() for _ in range(K)]
     opts = [torch.optim.SGD(m.parameters(), lr=LR, momentum=MOM) for m in models]
     names = [n for n, _ in models[0].named_parameters()]
     x = {n: p.detach().clone() for n, p in models[0].named_parameters()}
     e = [{n: torch.zeros_like(x[n]) for n in names} for _ in range(K)]
+    sent = [0] * K  # bytes of every worker's terse_compress messages
     es = {n: np.zeros(x[n].numel(), np.float32) for n in names}
     for t in range(steps):
+        if ef and period and (t + 1) % period == 0:
+            for n in names:
+                avg = sum(e[k][n] for k in range(K)) / K
+                for k in range(K):
+                    e[k][n] = avg.clone()
         cs = {n: [] for n in names}
         for k in range(K):
             with torch.no_grad():
@@ -67,7 +76,8 @@ def _reference(K, spec, ef, period, double_way, steps):
                 if ef:
                     d = d + e[k][n].reshape(-1)
                 tid = terse.tensor_id_of("terse.opt." + n)
-                _, c, rem = comp.compress(d.numpy(), tid, t, dense=True, remainder=True)
+                wire, c, rem = comp.compress(d.numpy(), tid, t, dense=True, remainder=True)
+                sent[k] += len(wire)
                 cs[n].append(c)
                 if ef:
                     e[k][n] = torch.from_numpy(rem).view_as(p)
@@ -78,15 +88,15 @@ def _reference(K, spec, ef, period, double_way, steps):
             acc /= np.float32(K)
             if double_way:
                 s = acc + es[n]
-                tid = terse.tensor_id_of("terse.opt." + n) ^ 0x5EA5E
+                tid = terse.tensor_id_of("terse.opt." + n)
                 _, acc, es[n] = comp.compress(s, tid, t, dense=True, remainder=True)
             x[n] = x[n] - torch.from_numpy(acc).view_as(x[n])
-        if ef and period and (t + 1) % period == 0:
-            for n in names:
-                avg = sum(e[k][n] for k in range(K)) / K
-                for k in range(K):
-                    e[k][n] = avg.clone()
-    return x, e
+    if ef and period and (steps + 1) % period == 0:  # the next step's averaging has run
+        for n in names:
+            avg = sum(e[k][n] for k in range(K)) / K
+            for k in range(K):
+                e[k][n] = avg.clone()
+    return x, e, sent
 
 
 @pytest.mark.parametrize("spec,ef,period,double_way", [
@@ -99,8 +109,9 @@ def _reference(K, spec, ef, period, double_way, steps):
 def test_trajectory_matches_reference(hvd, spec, ef, period, double_way):
     K, r = hvd.size(), hvd.rank()
     model, opt = _dist(hvd, spec, ef, period, double_way)
+    opt.exact_bytes_sent = True
     _train(hvd, model, opt, 0, STEPS)
-    x_ref, e_ref = _reference(K, spec, ef, period, double_way, STEPS)
+    x_ref, e_ref, sent_ref = _reference(K, spec, ef, period, double_way, STEPS)
     exact = period is None
     with opt.consensus_parameters():
         for n, p in model.named_parameters():
@@ -110,12 +121,15 @@ def test_trajectory_matches_reference(hvd, spec, ef, period, double_way):
                 assert torch.allclose(p.detach(), x_ref[n], atol=1e-6), n
             allp = hvd.allgather(p.detach().reshape(1, -1))
             assert all(torch.equal(allp[0], allp[k]) for k in range(K))  # consensus identical
+    errs = opt.worker_errors()
     for n, p in model.named_parameters():
         if ef:
-            e = opt._errors[n].view_as(p)
+            e = errs[n]
             assert torch.allclose(e, e_ref[r][n], atol=1e-6), n
         if ef == "saef":  # between steps the parameters hold x_t - e_k
             assert torch.allclose(p.detach(), x_ref[n] - e_ref[r][n], atol=1e-6)
+    if exact:
+        assert opt.bytes_sent == sent_ref[r]
     assert opt.bytes_sent > 0
 
 
@@ -159,15 +173,29 @@ def test_compressed_training_converges(hvd):
     assert err < 0.05, float(err)
 
 
-def test_nonfinite_raises_on_every_rank(hvd):
-    model, opt = _dist(hvd, "topk:0.2", "ef")
-    _loss(model, hvd.rank(), 0).backward()
+@pytest.mark.parametrize("ef", ["ef", "saef"])
+def test_nonfinite_raises_on_every_rank(hvd, ef):
+    model, opt = _dist(hvd, "topk:0.2", ef, 2)
+    _train(hvd, model, opt, 0, 2)  # some error in the state
+    before = opt.state_dict()["terse"]["ef_state"]
+    ck = copy.deepcopy(opt.state_dict())
+    params = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    _loss(model, hvd.rank(), 2).backward()
     if hvd.rank() == 0:
         next(model.parameters()).grad[0, 0] = float("nan")
     with pytest.raises(terse.TerseError) as ei:
         opt.step()
     assert ei.value.name == "ERR_NONFINITE"
-    assert torch.equal(hvd.allreduce(torch.ones(1), name="after.nan"), torch.ones(1))
+    assert "exchange" in str(ei.value) and "rank" in ei.value.message  # names who failed
+    assert opt.state_dict()["terse"]["ef_state"] == before  # the C state did not move
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), params))
+    assert torch.equal(hvd.allreduce(torch.ones(1), name="after.nan." + ef), torch.ones(1))
+    # the wrapped SGD's momentum took the NaN step: restore it from the checkpoint, go on
+    opt.load_state_dict(ck)
+    _train(hvd, model, opt, 2, 3)
+    assert opt.state_dict()["terse"]["step"] == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_bad_options(hvd):
@@ -183,6 +211,14 @@ def test_bad_options(hvd):
                                  error_average_period=0)
     with pytest.raises(terse.TerseError):
         hvd.Compression.topk(0.0)
+    # a checkpoint of another configuration is refused, and changes nothing
+    m1, o1 = _dist(hvd, "topk:0.2", "saef", 3)
+    m2, o2 = _dist(hvd, "topk:0.3", "saef", 3)
+    before = o2.state_dict()["terse"]["ef_state"]
+    with pytest.raises(terse.TerseError) as ei:
+        o2.load_state_dict(o1.state_dict())
+    assert ei.value.name == "ERR_INVALID_ARG"
+    assert o2.state_dict()["terse"]["ef_state"] == before
 
 
 def test_compressed_allreduce_function(hvd):
@@ -194,3 +230,34 @@ def test_compressed_allreduce_function(hvd):
     for k in range(K):
         exp[k] = (1.0 + k) / K
     assert torch.allclose(y, exp)
+
+
+def test_matches_numpy_level_c_call(hvd):
+    """terse.torch's compressed allreduce (engine, fused C calls) equals the numpy-level C
+    call on the same communicator, bit for bit, and the async call returns at once."""
+    K, r = hvd.size(), hvd.rank()
+    g = torch.Generator().manual_seed(7 + r)
+    xs = [torch.randn(n, generator=g) for n in (17, 5, 64)]
+    hs = [hvd.compressed_allreduce_async(x, hvd.Compression.terse("topk:0.2,block=8"),
+                                         name="np.cmp.%d" % j, step=3)
+          for j, x in enumerate(xs)]
+    got = [hvd.synchronize(h) for h in hs]
+    comm = hvd.mpi_ops._eng().comm
+    comp = terse.Compressor("topk:0.2,block=8")
+    ids = [terse.tensor_id_of("np.cmp.%d" % j) for j in range(3)]
+    # run the numpy-level call inside the engine thread, where the communicator is driven
+    h = hvd.mpi_ops._call_async("np.cmp.ref", ("np.cmp.ref",), lambda: comm.compressed_allreduce(
+        [x.numpy() for x in xs], comp, ids, 3))
+    ref = hvd.synchronize(h)
+    for a, b in zip(got, ref):
+        assert np.array_equal(a.numpy().view(np.uint32), b.view(np.uint32))
+    # rank 0's call returns while its collective cannot run yet: the other ranks submit theirs
+    # only after "async.go", which rank 0 sends after polling
+    comp = hvd.Compression.topk(0.5)
+    if r == 0:
+        h = hvd.compressed_allreduce_async(torch.ones(8), comp, name="async.probe")
+        assert K == 1 or not hvd.poll(h)
+    hvd.broadcast_(torch.zeros(1), 0, name="async.go")
+    if r != 0:
+        h = hvd.compressed_allreduce_async(torch.ones(8), comp, name="async.probe")
+    assert torch.equal(hvd.synchronize(h), torch.tensor([1.0] * 4 + [0.0] * 4))

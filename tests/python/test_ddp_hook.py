@@ -57,3 +57,35 @@ def test_topk_ef_state_per_parameter(hvd, pg):
     assert all(torch.equal(w[0], w[k]) for k in range(hvd.size()))
     with pytest.raises(ValueError):
         hvd.ddp_comm_hook(m, hvd.Compression.topk(0.25), error_feedback="saef")
+
+
+def test_topk_ef_checkpoint_and_nan(hvd, pg):
+    """The hook's C states save/restore as bytes; a NaN gradient on one rank fails backward on
+    every rank and leaves every parameter's error-feedback state as it was."""
+    hooks = []
+
+    def mk(m):
+        h = hvd.ddp_comm_hook(m, hvd.Compression.topk(0.25), error_feedback="ef",
+                              double_way=True)
+        hooks.append(h)
+        return h
+    m = _run(hvd, mk, steps=2)
+    st = hooks[0].terse_state
+    assert set(st.step.values()) == {2}
+    saved = st.state_dict()
+    assert all(isinstance(b, bytes) for b in saved.values())
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(hvd.rank()))
+    loss = m(x).pow(2).mean()
+    if hvd.rank() == 0:
+        loss = loss * float("nan")
+    with pytest.raises(Exception) as ei:
+        loss.backward()
+    assert "ERR_NONFINITE" in str(ei.value)
+    assert st.state_dict() == saved
+    # a fresh hook restored from the bytes holds the same state
+    h2 = hvd.ddp_comm_hook(m, hvd.Compression.topk(0.25), error_feedback="ef", double_way=True)
+    shapes = {n: (p.numel(),) for n, p in m.module.named_parameters()}
+    h2.terse_state.load_state_dict(saved, shapes)
+    assert h2.terse_state.state_dict() == saved
+    for n, e in st.errors.items():
+        assert torch.equal(e, h2.terse_state.errors[n])

@@ -172,10 +172,16 @@ def test_bad_input(hvd):
         hvd.allreduce(torch.ones(2), op=hvd.Adasum)
     with pytest.raises(terse.TerseError):
         terse.Compressor("topk:2.0")
-    h = hvd.allreduce_async(torch.ones(1), name="dup")
-    with pytest.raises(ValueError):
-        hvd.allreduce_async(torch.ones(1), name="dup")
-    hvd.synchronize(h)
+    # A duplicate name while the first is in flight. Only rank 0 checks, before the others
+    # announce "dup" (they wait for "dup.go"), so its first "dup" is surely still pending.
+    if hvd.rank() == 0:
+        h = hvd.allreduce_async(torch.ones(1), name="dup")
+        with pytest.raises(ValueError):
+            hvd.allreduce_async(torch.ones(1), name="dup")
+    hvd.broadcast_(torch.zeros(1), 0, name="dup.go")
+    if hvd.rank() != 0:
+        h = hvd.allreduce_async(torch.ones(1), name="dup")
+    assert torch.equal(hvd.synchronize(h), torch.ones(1))
 
 
 def _model():

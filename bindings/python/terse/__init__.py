@@ -4,13 +4,15 @@
     terse.init()                      # from mpirun, TERSE_RANK/SIZE/ROOT_ADDR, or one process
     y = terse.allreduce(x, op="avg")  # numpy arrays
     c = terse.Compressor.topk(0.01)
-    ef = terse.ErrorFeedback(x.shape)
-    avg_c = terse.compressed_allreduce(x, c, error=ef)
+    e = np.zeros_like(x)              # error feedback by hand: e <- x + e - C(x + e)
+    avg_c = terse.compressed_allreduce(x, c, error=e)   # the C compressed allreduce
+    ef = terse.ErrorFeedback([x.shape], c, mode="saef", period=10)  # EF/SAEF state in C
+    xh = ef.prepare([x]); ...; u = ef.exchange([d])      # see ErrorFeedback
 
 PyTorch users: ``import terse.torch as hvd`` (Horovod-compatible).
 """
 from . import _capi
-from ._core import (Comm, Compressor, ErrorFeedback, TerseError, aggregate, check,  # noqa: F401
+from ._core import (Comm, Compressor, ErrorFeedback, Request, TerseError, check,  # noqa: F401
                     tensor_id_of)
 
 __version__ = _capi.terse_version().decode()
@@ -83,5 +85,8 @@ def broadcast(a, root=0):
     return comm().broadcast(a, root)
 
 
-def compressed_allreduce(a, compressor, tensor_id=0, step=0, error=None, server_error=None):
-    return comm().compressed_allreduce(a, compressor, tensor_id, step, error, server_error)
+def compressed_allreduce(a, compressor, tensor_id=0, step=0, error=None, server_error=None,
+                         out=None, double_way=None):
+    """Comm.compressed_allreduce on the default communicator."""
+    return comm().compressed_allreduce(a, compressor, tensor_id, step, error, server_error, out,
+                                       double_way)

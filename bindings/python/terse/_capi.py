@@ -12,6 +12,7 @@ import os
 c_status = ctypes.c_int
 c_comm = ctypes.c_void_p
 c_req = ctypes.c_void_p
+c_ef = ctypes.c_void_p
 
 # enum terse_dtype (include/terse/types.h)
 DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_FLOAT16, DTYPE_BFLOAT16 = 0, 1, 2, 3
@@ -20,8 +21,8 @@ DTYPE_INT8, DTYPE_INT16, DTYPE_INT32, DTYPE_INT64, DTYPE_UINT8 = 4, 5, 6, 7, 8
 OP_SUM, OP_AVG, OP_MIN, OP_MAX, OP_PROD = 0, 1, 2, 3, 4
 # enum terse_status
 OK, INPROGRESS = 0, 1
-ERR_INVALID_ARG, ERR_MISMATCH, ERR_NONFINITE, ERR_NOT_SUPPORTED = -1, -5, -7, -9
-ERR_INTERNAL = -13
+ERR_INVALID_ARG, ERR_NO_MEMORY, ERR_MISMATCH, ERR_NONFINITE = -1, -2, -5, -7
+ERR_CORRUPT, ERR_NOT_SUPPORTED, ERR_BUSY, ERR_INTERNAL = -8, -9, -12, -13
 # terse_comm_params field_mask bits
 COMM_PARAM_FIELD_OOB = 1 << 0
 COMM_PARAM_FIELD_PROGRESS_THREAD = 1 << 1
@@ -33,6 +34,13 @@ COMPRESSOR_INDUCED, COMPRESSOR_FP16, COMPRESSOR_BF16 = 4, 5, 6
 COMPRESSOR_FIELD_SEED = 1 << 0
 COMPRESSOR_FIELD_BLOCK_SIZE = 1 << 1
 COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH = 1 << 2
+# terse_callreduce_params field_mask bits (include/terse/compressed.h)
+CALLREDUCE_FIELD_DOUBLE_WAY = 1 << 0
+CALLREDUCE_FIELD_STEP = 1 << 1
+# enum terse_ef_mode and terse_ef_params field_mask bits (include/terse/ef.h)
+EF_MODE_NONE, EF_MODE_EF, EF_MODE_SAEF = 0, 1, 2
+EF_FIELD_PERIOD = 1 << 0
+EF_FIELD_DOUBLE_WAY = 1 << 1
 
 OOB_ALLGATHER_FUNC = ctypes.CFUNCTYPE(c_status, ctypes.c_void_p, ctypes.c_void_p,
                                       ctypes.c_size_t, ctypes.c_void_p)
@@ -53,6 +61,29 @@ class Compressor(ctypes.Structure):
                 ("ratio", ctypes.c_double), ("randk_ratio", ctypes.c_double),
                 ("seed", ctypes.c_uint64), ("block_size", ctypes.c_size_t),
                 ("nonfinite_passthrough", ctypes.c_int)]
+
+
+class CTensor(ctypes.Structure):
+    """terse_ctensor_t; ``input`` is the C field ``in`` (a Python keyword)."""
+    _fields_ = [("id", ctypes.c_uint32), ("count", ctypes.c_size_t), ("input", ctypes.c_void_p),
+                ("out", ctypes.c_void_p), ("worker_error", ctypes.c_void_p),
+                ("server_error", ctypes.c_void_p)]
+
+
+class CallreduceParams(ctypes.Structure):
+    """terse_callreduce_params_t."""
+    _fields_ = [("field_mask", ctypes.c_uint64), ("tensors", ctypes.POINTER(CTensor)),
+                ("ntensors", ctypes.c_size_t), ("compressor", Compressor),
+                ("double_way", ctypes.c_int), ("step", ctypes.c_uint64)]
+
+
+class EfParams(ctypes.Structure):
+    """terse_ef_params_t."""
+    _fields_ = [("field_mask", ctypes.c_uint64), ("mode", ctypes.c_int),
+                ("compressor", Compressor), ("ntensors", ctypes.c_size_t),
+                ("ids", ctypes.POINTER(ctypes.c_uint32)),
+                ("counts", ctypes.POINTER(ctypes.c_size_t)), ("period", ctypes.c_uint64),
+                ("double_way", ctypes.c_int)]
 
 
 def _find_library():
@@ -121,3 +152,18 @@ _decl("terse_compress", c_status, ctypes.POINTER(Compressor), _P, _SZ, ctypes.c_
       ctypes.c_uint64, _P, _SZ, _PSZ, _P, _P)
 _decl("terse_decompress", c_status, ctypes.POINTER(Compressor), _P, _SZ, _SZ, ctypes.c_uint32,
       ctypes.c_uint64, _P)
+_decl("terse_icompressed_allreduce", c_status, c_comm, ctypes.POINTER(CallreduceParams),
+      ctypes.POINTER(c_req))
+_decl("terse_compressed_allreduce", c_status, c_comm, ctypes.POINTER(CallreduceParams))
+_decl("terse_request_bytes_sent", ctypes.c_uint64, c_req)
+_PP = ctypes.POINTER(ctypes.c_void_p)  # const float *const * / float *const *
+_decl("terse_ef_create", c_status, c_comm, ctypes.POINTER(EfParams), ctypes.POINTER(c_ef))
+_decl("terse_ef_destroy", None, c_ef)
+_decl("terse_ef_prepare", c_status, c_ef, _PP, _PP)
+_decl("terse_ef_exchange", c_status, c_ef, _PP, _PP)
+_decl("terse_ef_step", ctypes.c_uint64, c_ef)
+_decl("terse_ef_worker_error", ctypes.POINTER(ctypes.c_float), c_ef, _SZ)
+_decl("terse_ef_server_error", ctypes.POINTER(ctypes.c_float), c_ef, _SZ)
+_decl("terse_ef_save_size", _SZ, c_ef)
+_decl("terse_ef_save", c_status, c_ef, _P, _SZ, _PSZ)
+_decl("terse_ef_restore", c_status, c_ef, _P, _SZ)

@@ -1,7 +1,8 @@
-"""Pythonic classes over the 1:1 layer: TerseError, Comm (numpy arrays), Compressor,
-ErrorFeedback, and the compressed allreduce."""
+"""Pythonic classes over the 1:1 layer: TerseError, Comm (numpy arrays, with the C compressed
+allreduce), Request, Compressor and ErrorFeedback (the C error-feedback state)."""
 import ctypes
 import os
+import weakref
 import zlib
 
 import numpy as np
@@ -156,6 +157,10 @@ class Comm:
         if timeout is not None:
             params.field_mask |= C.COMM_PARAM_FIELD_TIMEOUT
             params.timeout = float(timeout)
+        self._h = None
+        self._requests = weakref.WeakSet()  # nonblocking requests not yet completed
+        self._orphans = []  # buffers of requests dropped in flight, borrowed until destroy
+        self.last_bytes_sent = 0
         h = C.c_comm()
         check(C.terse_comm_create(ctypes.byref(params), ctypes.byref(h)), None,
               "terse_comm_create")
@@ -175,8 +180,11 @@ class Comm:
 
     def destroy(self):
         if self._h:
+            for r in list(self._requests):
+                r._cancel()
             C.terse_comm_destroy(self._h)
             self._h = None
+            self._orphans = []
 
     def last_error(self):
         return (C.terse_comm_last_error(self.handle) or b"").decode(errors="replace")
@@ -258,26 +266,75 @@ class Comm:
         return out
 
     # -- compressed --
-    def compressed_allreduce(self, a, compressor, tensor_id=0, step=0, error=None,
-                             server_error=None):
-        """Average of C(a_k (+ e_k)) over ranks (float32).
-
-        ``error``: an ErrorFeedback or a float32 array e_k, updated in place to the remainder
-        (EF); ``server_error``: a float32 array e_s for double-way compression, updated in place.
-        Identical result on all ranks.
-        """
+    def icompressed_allreduce(self, a, compressor, tensor_id=0, step=0, error=None,
+                              server_error=None, out=None, double_way=None):
+        """Nonblocking compressed allreduce (terse_icompressed_allreduce); returns a Request whose
+        ``wait()`` gives what compressed_allreduce returns. Every array stays borrowed by the C
+        library until the request completes (the Request keeps them alive)."""
         compressor = Compressor.of(compressor)
-        v = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
-        e = error.error if isinstance(error, ErrorFeedback) else error
-        if e is not None:
-            v = v + e.reshape(-1)
-        wire, _, rem = compressor.compress(v, tensor_id, step, remainder=e is not None)
-        lens = self.allgather_fixed(np.array([len(wire)], np.int64))
-        allw = self.allgatherv_bytes(wire, [int(x) for x in lens])
-        out = aggregate(compressor, allw, lens, v.size, tensor_id, step, server_error)
-        if e is not None:
-            e.reshape(-1)[:] = rem
-        return out.reshape(np.shape(a))
+        single = isinstance(a, np.ndarray)
+        arrays = [a] if single else list(a)
+        nt = len(arrays)
+        ids = _per_tensor(tensor_id, nt, "tensor_id")
+        errs = _per_tensor(error, nt, "error")
+        serrs = _per_tensor(server_error, nt, "server_error")
+        outs = _per_tensor(out, nt, "out")
+        if double_way is None:
+            double_way = any(e is not None for e in serrs)
+        keep, results = [], []
+        tens = (C.CTensor * max(nt, 1))()
+        for j, x in enumerate(arrays):
+            if not isinstance(x, np.ndarray):
+                raise TypeError("compressed_allreduce: tensor %d must be a numpy.ndarray, not %s"
+                                % (j, type(x).__name__))
+            v = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+            e = _state_array(errs[j], v.size, "error", j)
+            se = _state_array(serrs[j], v.size, "server_error", j)
+            if e is not None:
+                v = v + e  # Delta_k = a + e_k; C writes e_k = Delta_k - C(Delta_k) on success
+            o = outs[j]
+            if o is None:
+                o = np.empty(np.shape(x), np.float32)
+            elif (not isinstance(o, np.ndarray) or o.dtype != np.float32
+                  or not o.flags.c_contiguous or o.size != v.size):
+                raise TerseError(C.ERR_INVALID_ARG, "compressed_allreduce: out[%d] must be a "
+                                 "C-contiguous float32 array of %d elements" % (j, v.size))
+            keep += [v, e, se, o]
+            results.append(o)
+            tens[j] = C.CTensor(int(ids[j]) & 0xFFFFFFFF, v.size, v.ctypes.data, o.ctypes.data,
+                                e.ctypes.data if e is not None else None,
+                                se.ctypes.data if se is not None else None)
+        prm = C.CallreduceParams()
+        prm.field_mask = C.CALLREDUCE_FIELD_DOUBLE_WAY | C.CALLREDUCE_FIELD_STEP
+        prm.tensors = tens
+        prm.ntensors = nt
+        prm.compressor = compressor._c
+        prm.double_way = int(bool(double_way))
+        prm.step = int(step)
+        req = C.c_req()
+        what = "compressed allreduce (%s, %d tensor%s)" % (compressor.spec, nt,
+                                                          "" if nt == 1 else "s")
+        self._check(C.terse_icompressed_allreduce(self.handle, ctypes.byref(prm),
+                                                  ctypes.byref(req)), what)
+        return Request(self, req, results[0] if single else results, keep, what)
+
+    def compressed_allreduce(self, a, compressor, tensor_id=0, step=0, error=None,
+                             server_error=None, out=None, double_way=None):
+        """The C compressed allreduce: average of C(a_k + e_k) over ranks (float32),
+        identical on every rank (see include/terse/compressed.h).
+
+        ``a``: a numpy array, or a list of arrays fused into one call (each still compressed
+        on its own; ``tensor_id``, ``error``, ``server_error``, ``out`` are then lists too).
+        ``tensor_id`` (uint32) and ``step`` key randk and are checked across ranks.
+        ``error``: None or a C-contiguous float32 array e_k: the input becomes a + e_k and e_k is
+        updated in place to the remainder (error feedback). ``server_error``: a C-contiguous
+        float32 array e_s, updated in place (double-way: returns C(e_s + avg)); ``double_way``
+        defaults to ``server_error is not None``. Outputs and errors are written only if the
+        whole collective succeeded, on every rank; otherwise TerseError is raised on every rank.
+        ``last_bytes_sent`` then holds the bytes this rank sent (terse_request_bytes_sent).
+        """
+        return self.icompressed_allreduce(a, compressor, tensor_id, step, error, server_error,
+                                          out, double_way).wait()
 
     def average_(self, a):
         """In-place average over ranks (float arrays), e.g. SAEF's periodic error averaging."""
@@ -288,25 +345,6 @@ class Comm:
 
     def __exit__(self, *exc):
         self.destroy()
-
-
-def aggregate(compressor, allwire, lens, n, tensor_id, step, server_error=None):
-    """Server side of the compressed allreduce, done redundantly by every rank: decode every
-    rank's message in rank order into one accumulator, divide by the number of ranks, and with
-    ``server_error`` (double-way) return C(e_s + avg), keeping e_s = e_s + avg - C(e_s + avg)."""
-    acc = np.zeros(n, np.float32)
-    off = 0
-    for ln in lens:
-        ln = int(ln)
-        compressor.decompress_add(allwire[off:off + ln], acc, tensor_id, step)
-        off += ln
-    acc /= np.float32(len(lens))
-    if server_error is None:
-        return acc
-    s = acc + server_error.reshape(-1)
-    _, dense, rem = compressor.compress(s, tensor_id ^ 0x5EA5E, step, dense=True, remainder=True)
-    server_error.reshape(-1)[:] = rem
-    return dense
 
 
 class Compressor:
@@ -405,11 +443,346 @@ class Compressor:
         return acc
 
 
-class ErrorFeedback:
-    """Error-feedback state of one tensor: ``error`` (float32, e_k), ``mode`` "ef" or "saef"."""
 
-    def __init__(self, shape, mode="ef"):
-        if mode not in ("ef", "saef"):
-            raise ValueError("error feedback mode must be 'ef' or 'saef', not %r" % (mode,))
-        self.mode = mode
-        self.error = np.zeros(shape, np.float32)
+# ---------------------------------------------------------------------------------------------
+# Requests and error feedback
+
+
+def _per_tensor(x, nt, name):
+    """``x`` for a list of ``nt`` tensors: None -> [None] * nt; one value -> [x] if nt == 1."""
+    if x is None:
+        return [None] * nt
+    if isinstance(x, (list, tuple)):
+        if len(x) != nt:
+            raise TerseError(C.ERR_INVALID_ARG, "%s: %d entries for %d tensors" % (name, len(x),
+                                                                                  nt))
+        return list(x)
+    if nt != 1:
+        raise TerseError(C.ERR_INVALID_ARG, "%s: a list of %d entries is needed for %d tensors"
+                         % (name, nt, nt))
+    return [x]
+
+
+def _state_array(x, n, name, j):
+    """A float32 array the C library updates in place: must be C-contiguous with n elements."""
+    if x is None:
+        return None
+    if (not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous
+            or not x.flags.writeable or x.size != n):
+        raise TerseError(C.ERR_INVALID_ARG, "%s[%d] must be a writeable C-contiguous float32 "
+                         "array of %d elements" % (name, j, n))
+    return x.reshape(-1)
+
+
+class Request:
+    """A nonblocking collective in flight (from Comm.icompressed_allreduce). ``test()`` advances
+    it without blocking; ``wait()`` blocks (the GIL is released) and returns its result or raises
+    TerseError. ``bytes_sent`` (terse_request_bytes_sent) and ``algorithm`` are set once done."""
+
+    def __init__(self, comm, h, result, keep, what):
+        self._comm, self._h, self._result, self._keep, self._what = comm, h, result, keep, what
+        self._status = None
+        self._error = None
+        self.bytes_sent = 0
+        self.algorithm = (C.terse_request_algorithm(h) or b"").decode()
+        comm._requests.add(self)
+
+    def _complete(self, st):
+        h, self._h = self._h, None
+        self.bytes_sent = int(C.terse_request_bytes_sent(h))
+        self.algorithm = (C.terse_request_algorithm(h) or b"").decode()
+        if st != C.OK:
+            msg = (C.terse_comm_last_error(self._comm.handle) or b"").decode(errors="replace")
+            self._error = TerseError(st, "%s: %s" % (self._what, msg or
+                                                     C.terse_status_string(st).decode()))
+        C.terse_request_free(h)
+        self._comm.last_bytes_sent = self.bytes_sent
+        self._comm._requests.discard(self)
+        self._status = st
+        self._keep = None
+
+    def test(self):
+        """True once finished (then wait() does not block)."""
+        if self._status is None:
+            st = C.terse_test(self._h)
+            if st == C.INPROGRESS:
+                return False
+            self._complete(st)
+        return True
+
+    def wait(self):
+        if self._status is None:
+            self._complete(C.terse_wait(self._h))
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _cancel(self):
+        """Before the communicator goes away: free the request (cancels it if in flight)."""
+        if self._h:
+            C.terse_request_free(self._h)
+            self._h = None
+            self._status = C.ERR_BUSY
+            self._error = TerseError(C.ERR_BUSY, "%s: communicator destroyed with the call in "
+                                     "flight" % self._what)
+
+    def __del__(self):
+        h = getattr(self, "_h", None)
+        if h and self._comm._h:
+            # Dropped while in flight: cancel; the buffers stay borrowed until the communicator
+            # is destroyed, so the communicator keeps them alive until then.
+            self._comm._orphans.append(self._keep)
+            C.terse_request_free(h)
+            self._h = None
+
+
+_EF_MODES = {None: C.EF_MODE_NONE, "none": C.EF_MODE_NONE, "ef": C.EF_MODE_EF,
+             "saef": C.EF_MODE_SAEF}
+
+
+def _shapes_of(shapes):
+    """A shape (int or tuple of ints) for one tensor, or a list of shapes."""
+    if isinstance(shapes, (int, np.integer)):
+        return [(int(shapes),)]
+    if isinstance(shapes, tuple) and all(isinstance(d, (int, np.integer)) for d in shapes):
+        return [tuple(int(d) for d in shapes)]
+    out = []
+    for s in shapes:
+        s = (int(s),) if isinstance(s, (int, np.integer)) else tuple(int(d) for d in s)
+        if any(d < 0 for d in s):
+            raise TerseError(C.ERR_INVALID_ARG, "negative dimension in shape %r" % (s,))
+        out.append(s)
+    return out
+
+
+class ErrorFeedback:
+    """Error-feedback state (none | EF | SAEF, Algorithm 1 of the SAEF paper) of a list of
+    float32 tensors, kept by the C library (terse_ef_*, include/terse/ef.h).
+
+        ef = terse.ErrorFeedback([w.shape, b.shape], "topk:0.01", mode="saef", period=10,
+                                 names=["w", "b"])
+        xh = ef.prepare([w, b])        # averages e_k when due (collective), xh = x - e_k (SAEF)
+        ... local optimizer step from xh to x'; d = xh - x' ...
+        u = ef.exchange(d)             # u = compressed allreduce of C(e_k + d) (collective)
+        w -= u[0]; b -= u[1]           # x stays identical on every rank
+
+    The tensors of one state are fused into one compressed allreduce per exchange and each is
+    compressed on its own (tensor ids: ``ids``, else crc32 of ``names``, else 0..n-1).
+    ``save()`` returns the whole state as bytes; ``restore(b)`` loads it into a state created
+    with the same parameters. On any error the state is unchanged and TerseError is raised (on
+    every rank for the collective calls).
+    """
+
+    def __init__(self, shapes, compressor, mode="ef", period=None, double_way=False, ids=None,
+                 names=None, comm=None):
+        if mode not in _EF_MODES:
+            raise ValueError("error feedback mode must be None, 'none', 'ef' or 'saef', not %r"
+                             % (mode,))
+        if period is not None and (not isinstance(period, (int, np.integer)) or period < 0):
+            raise ValueError("period must be None or a non-negative int, not %r" % (period,))
+        if comm is None:
+            from . import comm as _default_comm
+            comm = _default_comm()
+        self._h = None
+        self.comm = comm
+        self.compressor = Compressor.of(compressor)
+        self.mode = "none" if mode is None else mode
+        self.period = int(period or 0)
+        self.double_way = bool(double_way)
+        self.shapes = _shapes_of(shapes)
+        self.counts = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
+        nt = len(self.shapes)
+        if ids is None:
+            ids = [tensor_id_of(n) for n in names] if names is not None else list(range(nt))
+        if len(ids) != nt:
+            raise TerseError(C.ERR_INVALID_ARG, "%d tensor ids for %d tensors" % (len(ids), nt))
+        self.ids = [int(i) & 0xFFFFFFFF for i in ids]
+        self.names = list(names) if names is not None else None
+        prm = C.EfParams()
+        prm.field_mask = C.EF_FIELD_PERIOD | C.EF_FIELD_DOUBLE_WAY
+        prm.mode = _EF_MODES[mode]
+        prm.compressor = self.compressor._c
+        prm.ntensors = nt
+        self._ids_c = (ctypes.c_uint32 * max(nt, 1))(*self.ids)
+        self._counts_c = (ctypes.c_size_t * max(nt, 1))(*self.counts)
+        prm.ids = self._ids_c
+        prm.counts = self._counts_c
+        prm.period = self.period
+        prm.double_way = int(self.double_way)
+        h = C.c_ef()
+        st = C.terse_ef_create(comm.handle, ctypes.byref(prm), ctypes.byref(h))
+        if st != C.OK:
+            raise TerseError(st, "terse_ef_create (%s, mode %s, %d tensors): %s" % (
+                self.compressor.spec, self.mode, nt, C.terse_status_string(st).decode()))
+        self._h = h
+        self._ptrs_in = (ctypes.c_void_p * max(nt, 1))()
+        self._ptrs_out = (ctypes.c_void_p * max(nt, 1))()
+        self.message_bytes = sum(self.compressor.max_bytes(n) for n in self.counts if n)
+
+    # -- lifetime --
+    @property
+    def handle(self):
+        if not self._h:
+            raise TerseError(C.ERR_INVALID_ARG, "error-feedback state already closed")
+        return self._h
+
+    def close(self):
+        if self._h:
+            C.terse_ef_destroy(self._h)
+            self._h = None
+
+    def __del__(self):
+        if getattr(self, "_h", None):
+            C.terse_ef_destroy(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "ErrorFeedback(%s, mode=%r, %d tensors, %d elements, step %d)" % (
+            self.compressor.spec, self.mode, len(self.counts), sum(self.counts),
+            self.step if self._h else -1)
+
+    # -- queries --
+    @property
+    def ntensors(self):
+        return len(self.counts)
+
+    @property
+    def step(self):
+        """Completed exchanges (the t of Algorithm 1)."""
+        return int(C.terse_ef_step(self.handle))
+
+    @property
+    def averaging_due(self):
+        """True if prepare() may average the errors across ranks now (it is then collective)."""
+        return (self.mode != "none" and self.period > 0
+                and (self.step + 1) % self.period == 0)
+
+    def _borrowed(self, fn, j):
+        if not 0 <= j < self.ntensors:
+            raise IndexError("tensor %d of %d" % (j, self.ntensors))
+        p = fn(self.handle, j)
+        if not p or not self.counts[j]:
+            return None if not p else np.zeros(self.shapes[j], np.float32)
+        return np.ctypeslib.as_array(p, (self.counts[j],)).copy().reshape(self.shapes[j])
+
+    def worker_error(self, j=0):
+        """A copy of this rank's e_k of tensor j (None in mode none)."""
+        return self._borrowed(C.terse_ef_worker_error, j)
+
+    def server_error(self, j=0):
+        """A copy of e_s of tensor j (None single-way)."""
+        return self._borrowed(C.terse_ef_server_error, j)
+
+    # -- the step --
+    def _arrays(self, xs, what, writeable):
+        if isinstance(xs, np.ndarray) and self.ntensors == 1:
+            xs = [xs]
+        xs = list(xs)
+        if len(xs) != self.ntensors:
+            raise TerseError(C.ERR_INVALID_ARG, "%s: %d arrays for %d tensors" % (
+                what, len(xs), self.ntensors))
+        out = []
+        for j, x in enumerate(xs):
+            if (not isinstance(x, np.ndarray) or x.dtype != np.float32
+                    or not x.flags.c_contiguous or x.size != self.counts[j]
+                    or (writeable and not x.flags.writeable)):
+                raise TerseError(C.ERR_INVALID_ARG, "%s: array %d must be a %sC-contiguous "
+                                 "float32 array of %d elements" % (
+                                     what, j, "writeable " if writeable else "",
+                                     self.counts[j]))
+            out.append(x)
+        return out
+
+    def _outputs(self, out, like, what):
+        if out is None:
+            return [np.empty(s, np.float32) for s in self.shapes]
+        return self._arrays(out, what + " (out)", True)
+
+    def prepare(self, x=None, out=None):
+        """Start of a step: averages e_k across ranks when the period says so (collective on
+        those steps), then returns xh = x - e_k (SAEF) or a copy of x (EF, none), written to
+        ``out`` when given (``out`` may be ``x``). ``x`` None: averaging only, returns None."""
+        ch = self.comm.handle  # raises if the communicator is gone
+        if x is None:
+            check(C.terse_ef_prepare(self.handle, None, None), ch, "error feedback prepare")
+            return None
+        xs = [np.ascontiguousarray(a, dtype=np.float32) for a in
+              ([x] if isinstance(x, np.ndarray) else x)]
+        xs = self._arrays(xs, "error feedback prepare", False)
+        outs = self._outputs(out, xs, "error feedback prepare")
+        for j in range(self.ntensors):
+            self._ptrs_in[j] = xs[j].ctypes.data
+            self._ptrs_out[j] = outs[j].ctypes.data
+        check(C.terse_ef_prepare(self.handle, self._ptrs_in, self._ptrs_out), ch,
+              "error feedback prepare")
+        return outs
+
+    def exchange(self, d, out=None):
+        """The compressed exchange (collective): Delta_k = e_k + d, returns the update
+        u = avg_k C(Delta_k) (double-way: C(e_s + avg)) to subtract from x, and keeps
+        e_k = Delta_k - C(Delta_k). ``d``: the local optimizer's step xh - x' (one float32 array
+        per tensor); ``out`` may be ``d``. On error nothing changes and TerseError is raised on
+        every rank (ERR_NONFINITE for NaN/Inf in some rank's Delta, ERR_MISMATCH for states that
+        differ across ranks)."""
+        ch = self.comm.handle  # raises if the communicator is gone
+        ds = [np.ascontiguousarray(a, dtype=np.float32) for a in
+              ([d] if isinstance(d, np.ndarray) else d)]
+        ds = self._arrays(ds, "error feedback exchange", False)
+        outs = self._outputs(out, ds, "error feedback exchange")
+        for j in range(self.ntensors):
+            self._ptrs_in[j] = ds[j].ctypes.data
+            self._ptrs_out[j] = outs[j].ctypes.data
+        step = self.step
+        st = C.terse_ef_exchange(self.handle, self._ptrs_in, self._ptrs_out)
+        check(st, ch, "error feedback exchange (%s, mode %s, step %d)" % (
+            self.compressor.spec, self.mode, step))
+        return outs
+
+    def wire_bytes(self, d):
+        """Bytes of this rank's compressed messages in an exchange of ``d`` now: the sum over
+        tensors of the standalone terse_compress message of C(e_k + d) (for statistics; costs
+        one compression, and ``message_bytes`` is the free upper bound)."""
+        ds = [np.ascontiguousarray(a, dtype=np.float32) for a in
+              ([d] if isinstance(d, np.ndarray) else d)]
+        ds = self._arrays(ds, "error feedback wire_bytes", False)
+        step, total = self.step, 0
+        for j, v in enumerate(ds):
+            if not self.counts[j]:
+                continue
+            e = self.worker_error(j)
+            v = v.reshape(-1) if e is None else e.reshape(-1) + v.reshape(-1)
+            try:
+                total += len(self.compressor.compress(v, self.ids[j], step)[0])
+            except TerseError:  # non-finite: the exchange fails anyway
+                total += self.compressor.max_bytes(self.counts[j])
+        return total
+
+    # -- checkpoints --
+    def save(self):
+        """The whole state (versioned, with its parameters and a checksum) as bytes."""
+        n = C.terse_ef_save_size(self.handle)
+        buf = ctypes.create_string_buffer(max(n, 1))
+        w = ctypes.c_size_t()
+        st = C.terse_ef_save(self.handle, buf, n, ctypes.byref(w))
+        if st != C.OK:
+            raise TerseError(st, "terse_ef_save: %s" % C.terse_status_string(st).decode())
+        return buf.raw[:w.value]
+
+    def restore(self, data):
+        """Load bytes from save() (of a state with the same parameters). ERR_INVALID_ARG if the
+        parameters differ, ERR_CORRUPT for damaged bytes; the state is unchanged on error."""
+        data = bytes(data)
+        st = C.terse_ef_restore(self.handle, data, len(data))
+        if st == C.ERR_INVALID_ARG:
+            raise TerseError(st, "terse_ef_restore: the saved state was made with other "
+                             "parameters (compressor, mode, period, double-way, tensor ids or "
+                             "sizes) than this one (%s, mode %s, %d tensors)" % (
+                                 self.compressor.spec, self.mode, self.ntensors))
+        if st != C.OK:
+            raise TerseError(st, "terse_ef_restore: %s" % C.terse_status_string(st).decode())

@@ -7,7 +7,12 @@ all ranks agree on which names every rank has announced and in which order they 
 complete. Complete names run in that order; a name whose signatures differ across ranks (shape,
 dtype, op, root, compressor, step) fails with TerseError(ERR_MISMATCH) on every rank instead of
 running. Small allreduces of the same dtype and op are fused into one buffer; compressed
-allreduces ready in the same cycle share one allgatherv of their wire messages.
+allreduces ready in the same cycle with the same compressor, step and double-way setting are
+fused into one call of the C compressed allreduce (terse_compressed_allreduce: each tensor is
+still compressed on its own, so fusion does not change results). Ops of kind "call" run a
+callable in the engine thread, in the agreed order: the C error-feedback exchanges
+(terse.ErrorFeedback) of terse.torch use it, since every collective on the communicator must be
+issued from this thread.
 
 The engine works on numpy arrays and C dtype codes only; terse.torch wraps torch tensors
 around it. Callers get an _Op whose ``event`` is set when it finished (``error`` set on failure).
@@ -29,19 +34,21 @@ IDLE_SLEEP_MAX_S = 0.005  # idle cycles back off: peers spin (yielding) while we
 
 class _Op:
     __slots__ = ("kind", "name", "sig", "extra", "array", "code", "out", "event", "error",
-                 "finish", "wire", "result", "extras")
+                 "finish", "fn", "ctx", "result", "extras", "bytes_sent")
 
     def __init__(self, kind, name, sig, extra=0, array=None, code=None, out=None, finish=None,
-                 wire=None):
-        self.kind = kind  # allreduce | allgather | broadcast | barrier | callreduce | allgather_meta
+                 fn=None, ctx=None):
+        self.kind = kind  # allreduce | allgather | broadcast | barrier | callreduce | call
         self.name = name
         self.sig = sig  # must be equal on all ranks
-        self.extra = extra  # may differ: allgather first dim, wire length, or -1 = local error
+        self.extra = extra  # may differ: allgather first dim
         self.array = array  # numpy input (contiguous)
         self.code = code  # terse dtype code
         self.out = out  # numpy output (allreduce: may be array itself)
         self.finish = finish  # called in the engine thread after success (numpy post-processing)
-        self.wire = wire  # callreduce: this rank's message (uint8)
+        self.fn = fn  # call: run in the engine thread, its return value becomes ``result``
+        self.ctx = ctx  # callreduce: (Compressor, tensor id, step, double_way, error, server_error)
+        self.bytes_sent = 0  # callreduce: bytes this rank sent for the (fused) C call
         self.result = None
         self.extras = None  # every rank's extra, once negotiated
         self.event = threading.Event()
@@ -167,27 +174,24 @@ class Engine:
                 op.fail(TerseError(C.ERR_MISMATCH, "ranks disagree about collective %r: %s"
                                    % (name, desc)))
                 continue
-            bad = [r for r, x in enumerate(extras) if x is not None and x < 0]
-            if bad:
-                op.fail(TerseError(C.ERR_NONFINITE, "collective %r: non-finite values in the "
-                                   "input of rank(s) %s" % (name, ", ".join(map(str, bad)))))
-                continue
             ops.append(op)
-        fuse, cfuse = {}, []
+        # Every rank forms the same groups in the same order: ``names`` is in table order.
+        fuse, cfuse = {}, {}
         for op in ops:
             try:
                 if op.kind == "allreduce" and op.array.nbytes < FUSION_BYTES:
                     fuse.setdefault((op.code, op.sig[3]), []).append(op)
                 elif op.kind == "callreduce":
-                    cfuse.append(op)
+                    comp, _, step, dw = op.ctx[:4]
+                    cfuse.setdefault((comp.spec, step, dw), []).append(op)
                 else:
                     self._run_one(op)
             except TerseError as e:
                 op.fail(e)
         for (code, opc), group in fuse.items():
             self._run_fused_allreduce(group, code, opc)
-        if cfuse:
-            self._run_compressed(cfuse)
+        for group in cfuse.values():
+            self._run_compressed(group)
 
     def _finish(self, op):
         try:
@@ -201,6 +205,12 @@ class Engine:
         h = self.comm.handle
         if op.kind == "barrier":
             pass  # negotiation itself is the barrier: every rank has announced it
+        elif op.kind == "call":
+            try:
+                op.result = op.fn()
+            except Exception as e:  # noqa: B902 - report to the caller, keep the engine alive
+                op.fail(e)
+                return
         elif op.kind == "allreduce":
             check(C.terse_allreduce(h, _p(op.array), _p(op.out), op.array.size, op.code,
                                     op.sig[3]), h, "allreduce %r" % op.name)
@@ -242,33 +252,21 @@ class Engine:
             self._finish(op)
 
     def _run_compressed(self, group):
-        """One allgatherv of every rank's messages for all ops of the group; op.result is the
-        list of per-rank messages (decoded by op.finish)."""
-        h = self.comm.handle
-        counts = [sum(int(op.extras[r]) for op in group) for r in range(self.size)]
-        mine = np.concatenate([op.wire for op in group]) if group else np.zeros(0, np.uint8)
-        if mine.size == 0:
-            mine = np.zeros(1, np.uint8)
-        out = np.empty(max(sum(counts), 1), np.uint8)
-        cnt = (ctypes.c_size_t * self.size)(*counts)
+        """One C compressed allreduce (terse_compressed_allreduce) of every op of the group, one
+        tensor per op; on any error every op of the group fails (on every rank)."""
+        comp, _, step, dw = group[0].ctx[:4]
         try:
-            check(C.terse_allgatherv(h, _p(mine), _p(out), cnt, None, C.DTYPE_UINT8), h,
-                  "compressed allreduce (%d tensors)" % len(group))
+            outs = self.comm.compressed_allreduce(
+                [op.array for op in group], comp, [op.ctx[1] for op in group], step,
+                error=[op.ctx[4] for op in group], server_error=[op.ctx[5] for op in group],
+                out=[op.out for op in group], double_way=dw)
         except TerseError as e:
             for op in group:
                 op.fail(e)
             return
-        base = 0
-        per_op = {id(op): [] for op in group}
-        for r in range(self.size):
-            off = base
-            for op in group:
-                ln = int(op.extras[r])
-                per_op[id(op)].append(out[off:off + ln])
-                off += ln
-            base += counts[r]
-        for op in group:
-            op.result = per_op[id(op)]
+        for op, o in zip(group, outs):
+            op.result = o
+            op.bytes_sent = self.comm.last_bytes_sent
             self._finish(op)
 
 

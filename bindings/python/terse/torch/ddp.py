@@ -5,29 +5,73 @@
                                                              error_feedback="ef"))
 
 The hook replaces the bucket allreduce by terse's: dense (``none``/``fp16``: Average over
-ranks), or layer-wise compressed with one error-feedback state per *parameter* (keyed by its
-name), never per bucket, since DDP rebuilds its buckets after the first iteration. Plain EF
-works on gradients here: e <- g + e - C(g + e). SAEF changes where gradients are evaluated, so
-it needs the optimizer wrapper: use DistributedOptimizer(error_feedback="saef").
+ranks), or layer-wise compressed with the C library's error-feedback state (terse.ErrorFeedback,
+terse_ef_*) per *parameter* (keyed by its name, tensor id from "ddp." + name), never per
+bucket, since DDP rebuilds its buckets after the first iteration. Plain EF works on gradients
+here: e <- g + e - C(g + e). SAEF changes where gradients are evaluated, so it needs the
+optimizer wrapper: use DistributedOptimizer(error_feedback="saef"). The exchanges run in
+terse's engine thread (the hook returns a future at once); a failure (e.g. ERR_NONFINITE for a
+NaN gradient on any rank) sets the future's exception and leaves that parameter's state as it
+was.
 """
 import threading
 
 import torch
 
+from .. import _core
 from . import mpi_ops
 from .compression import Compression, FP16Compressor, NoneCompressor, as_terse
-from .mpi_ops import _register, compressed_allreduce_submit
+from .mpi_ops import _call_async
 
 
 class _HookState:
+    """The hook's C error-feedback states, one per parameter name (``states``)."""
+
     def __init__(self, names, compressor, error_feedback, double_way):
         self.names = names
         self.compressor = compressor
         self.ef = error_feedback
         self.double_way = double_way
-        self.errors = {}
-        self.server_errors = {}
-        self.step = {}  # per parameter: how many times it was communicated
+        self.states = {}  # name -> terse.ErrorFeedback of that one parameter
+        self._lock = threading.Lock()
+
+    def state_of(self, name, shape):
+        with self._lock:
+            st = self.states.get(name)
+            if st is None:
+                st = self.states[name] = _core.ErrorFeedback(
+                    [tuple(shape)], self.compressor, mode=self.ef or "none",
+                    double_way=self.double_way, names=["ddp." + name],
+                    comm=mpi_ops._eng().comm)
+            return st
+
+    @property
+    def errors(self):
+        """e_k per parameter name (copies, float32, flat); empty without error feedback."""
+        if not self.ef:
+            return {}
+        return {n: torch.from_numpy(s.worker_error(0).reshape(-1)) for n, s in self.states.items()}
+
+    @property
+    def server_errors(self):
+        if not self.double_way:
+            return {}
+        return {n: torch.from_numpy(s.server_error(0).reshape(-1))
+                for n, s in self.states.items()}
+
+    @property
+    def step(self):
+        """Per parameter: how many times it was communicated."""
+        return {n: s.step for n, s in self.states.items()}
+
+    def state_dict(self):
+        """{name: terse_ef_save bytes}: the hook's whole error-feedback state."""
+        return {n: s.save() for n, s in self.states.items()}
+
+    def load_state_dict(self, sd, shapes):
+        """Restore from state_dict(); ``shapes``: {name: parameter shape}."""
+        for n, b in sd.items():
+            self.state_of(n, shapes[n]).restore(b)
 
 
 def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
@@ -79,28 +123,26 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
         for p in params:
             n = p.numel()
             name = name_of(p)
-            g = buf[off:off + n].detach().float()
-            if st.ef:
-                e = st.errors.setdefault(name, torch.zeros(n, dtype=torch.float32))
-                g = g + e
-                e_out = e.numpy()
+            ef = st.state_of(name, (n,))
+            if buf.dtype == torch.float32 and buf.is_contiguous():
+                g = buf[off:off + n].detach()  # in place: C writes the update on success only
+                copy_back = False
             else:
-                e_out = None
-            se = None
-            if double_way:
-                se = st.server_errors.setdefault(name, torch.zeros(n, dtype=torch.float32)).numpy()
-            step = st.step.get(name, 0)
-            st.step[name] = step + 1
-            op = compressed_allreduce_submit(g.contiguous().numpy(), comp, "ddp." + name, step,
-                                             server_error=se, error_out=e_out)
-            handles.append((off, n, _register(op, lambda op=op: op.result)))
+                g = buf[off:off + n].detach().float().contiguous()
+                copy_back = True
+            a = g.numpy()
+            sig = ("ddp.ef", comp.spec, ef.mode, double_way, n, ef.step)
+            h = _call_async("ddp." + name, sig, lambda ef=ef, a=a: ef.exchange([a], out=[a]))
+            handles.append((off, n, g if copy_back else None, h))
             off += n
 
         def wait_compressed():
             err = None
-            for o, n, h in handles:
+            for o, n, g, h in handles:
                 try:
-                    buf[o:o + n].copy_(torch.from_numpy(mpi_ops.synchronize(h)))
+                    mpi_ops.synchronize(h)
+                    if g is not None:
+                        buf[o:o + n].copy_(g)
                 except Exception as e:
                     err = err or e
             if err is not None:

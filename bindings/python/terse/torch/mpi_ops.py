@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .. import _capi as C
-from .._core import Comm, Compressor, TerseError, aggregate, tensor_id_of
+from .._core import Comm, Compressor, TerseError, tensor_id_of
 from .._engine import Engine, _Op
 from .compression import Compression, TerseCompression
 
@@ -305,37 +305,27 @@ def grouped_allreduce_(tensors, average=None, name=None, op=None, prescale_facto
 
 # -- compressed allreduce (terse compressors) --------------------------------------------------
 
-def compressed_allreduce_submit(flat, compressor, name, step, server_error=None, error_out=None,
-                                finish=None):
-    """Compress the float32 vector ``flat`` (numpy) and start the compressed allreduce under
-    ``name``. ``error_out`` (numpy float32, or None) receives flat - C(flat). The op's ``result``
-    becomes the float32 average (double-way: C(e_s + avg) with ``server_error`` updated).
-    A non-finite input fails the op with ERR_NONFINITE on every rank (never a hang)."""
+def compressed_allreduce_submit(flat, compressor, name, step, server_error=None, error=None,
+                                double_way=None):
+    """An engine op (not yet submitted) for the C compressed allreduce of the float32 vector
+    ``flat`` (numpy) under ``name``: its ``result`` becomes avg_k C(flat_k + e_k) (double-way:
+    C(e_s + avg), ``server_error`` updated), ``error`` (a float32 array e_k, or None) becomes
+    the remainder. Ops ready in the same engine cycle with the same compressor and step share
+    one C call. Errors (ERR_NONFINITE for NaN/Inf anywhere, ERR_MISMATCH, ...) fail the op on
+    every rank and leave ``error``/``server_error`` unchanged."""
     tid = tensor_id_of(name)
-    sig = ("callreduce", compressor.spec, flat.size, int(step), tid)
-    try:
-        wire, _, rem = compressor.compress(flat, tid, step, remainder=error_out is not None)
-        extra = len(wire)
-    except TerseError as e:
-        if e.status != C.ERR_NONFINITE:
-            raise
-        wire, rem, extra = np.zeros(0, np.uint8), None, -1
-
-    def fin(op):
-        wires = op.result
-        allw = np.concatenate(wires) if wires else np.zeros(0, np.uint8)
-        op.result = aggregate(compressor, allw, [len(w) for w in wires], flat.size, tid, step,
-                              server_error)
-        if error_out is not None and rem is not None:
-            error_out[:] = rem
-        if finish is not None:
-            finish(op)
-    op = _Op("callreduce", name, sig, extra, flat, C.DTYPE_FLOAT32, None, fin, wire)
-    return op
+    if double_way is None:
+        double_way = server_error is not None
+    sig = ("callreduce", compressor.spec, flat.size, int(step), tid, bool(double_way),
+           error is not None)
+    out = np.empty(flat.size, np.float32)
+    return _Op("callreduce", name, sig, 0, flat, C.DTYPE_FLOAT32, out,
+               ctx=(compressor, tid, int(step), bool(double_way), error, server_error))
 
 
 def compressed_allreduce_async(tensor, compression, name=None, step=0):
-    """Average of C(x_k) over ranks with a terse compressor (no error feedback)."""
+    """Average of C(x_k) over ranks with a terse compressor (no error feedback), by the C
+    compressed allreduce; returns a handle for synchronize()."""
     _check_tensor(tensor, "compressed allreduce")
     comp = compression.compressor if isinstance(compression, TerseCompression) else \
         Compressor.of(compression)
@@ -344,6 +334,14 @@ def compressed_allreduce_async(tensor, compression, name=None, step=0):
     op = compressed_allreduce_submit(flat, comp, name, step)
     shape, dtype = tensor.shape, tensor.dtype
     return _register(op, lambda: torch.from_numpy(op.result).reshape(shape).to(dtype))
+
+
+def _call_async(name, sig, fn, post=None):
+    """Run ``fn()`` in the engine thread once every rank has submitted ``name`` with an equal
+    ``sig`` (ERR_MISMATCH on every rank otherwise); for C calls that communicate on the
+    engine's communicator (terse.ErrorFeedback). synchronize() returns ``post(result)``."""
+    op = _Op("call", name, sig, fn=fn)
+    return _register(op, (lambda: post(op.result)) if post is not None else (lambda: op.result))
 
 
 # -- allgather ---------------------------------------------------------------------------------

@@ -5,22 +5,29 @@ Dense mode (compression=Compression.none or .fp16, no error_feedback) is Horovod
 every parameter's gradient accumulator start an asynchronous, name-matched allreduce during
 backward; step() waits for them and runs the wrapped optimizer.
 
-Compressed mode (a terse compressor, or any error_feedback): backward stays local. step() runs
-the wrapped optimizer locally from the point the parameters hold (x_t for EF, x_t - e_k for
-SAEF) to x', forms per parameter Delta_k = e_k + x_half - x', sends C(Delta_k) (layer-wise, one
-compressed allreduce per parameter, all in flight together), keeps e_k = Delta_k - C(Delta_k),
-and sets x_{t+1} = x_t - avg_k C(Delta_k) (identical on all ranks). With SAEF the parameters
-then hold x_{t+1} - e_k; every ``error_average_period`` steps the errors are averaged across
-ranks. ``consensus_parameters()`` swaps x_t in temporarily.
+Compressed mode (a terse compressor, or any error_feedback): backward stays local. The error
+feedback runs in the C library: one terse.ErrorFeedback (terse_ef_*) holds e_k (and e_s,
+double-way) for every trainable parameter, tensor ids from the parameter names. step() runs the
+wrapped optimizer locally from the point the parameters hold (x_t for EF, x_t - e_k for SAEF)
+to x', and one terse_ef_exchange (all parameters fused into one compressed allreduce, each
+compressed on its own) forms Delta_k = e_k + x_half - x', averages C(Delta_k) over ranks and
+keeps e_k = Delta_k - C(Delta_k); then x_{t+1} = x_t - avg_k C(Delta_k) (identical on all ranks)
+and terse_ef_prepare starts the next step: errors averaged across ranks at steps t with
+(t + 1) % error_average_period == 0, and with SAEF the parameters hold x_{t+1} - e_k.
+``consensus_parameters()`` swaps x_t in temporarily. state_dict() carries the C state
+(terse_ef_save bytes) and the consensus model, so a resumed run continues identically.
 """
 import contextlib
 import warnings
+import zlib
 
+import numpy as np
 import torch
 
+from .. import _core
 from .compression import Compression, TerseCompression, as_terse
 from . import mpi_ops
-from .mpi_ops import Average, _register, compressed_allreduce_submit, size, synchronize
+from .mpi_ops import Average, _call_async, size, synchronize
 
 
 class _DistributedOptimizer(torch.optim.Optimizer):
@@ -83,12 +90,25 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             if op != Average:
                 raise ValueError("compressed DistributedOptimizer supports op=Average only")
             self._compressor = as_terse(compression)
-            self._terse_step = 0
-            self._errors = {}  # name -> float32 tensor e_k (EF/SAEF)
-            self._server_errors = {}  # name -> float32 tensor e_s (double-way)
-            self._consensus = {}  # name -> x_t (SAEF only; EF/plain hold x_t in the params)
+            # the parameters the error feedback covers, fixed at construction, sorted by name
+            self._ef_named = [(n, p) for n, p in self._named_params() if p.requires_grad]
+            names = [n for n, _ in self._ef_named]
+            self._ef_state = _core.ErrorFeedback(
+                [tuple(p.shape) for _, p in self._ef_named], self._compressor,
+                mode=error_feedback or "none", period=error_average_period or 0,
+                double_way=self._double_way, names=["terse.opt." + n for n in names],
+                comm=mpi_ops._eng().comm)
+            self._ef_key = "%08x" % (zlib.crc32("\0".join(names).encode()) & 0xFFFFFFFF)
+            self._prepared_step = None  # ef step whose terse_ef_prepare has run here
+            self._consensus = None  # SAEF: x_t per parameter, flat float32 (params hold x_t - e_k)
             self._in_consensus = False
+            # Bytes of this worker's compressed messages so far, per tensor and step: by
+            # default terse_compress_max_bytes (exact for sign/randk/fp16/none, an upper bound
+            # for topk and induced, whose index coding varies); with exact_bytes_sent = True
+            # the size of the terse_compress message of each Delta_k (one more compression per
+            # step, for benchmarks).
             self.bytes_sent = 0
+            self.exact_bytes_sent = False
         elif double_way or error_average_period is not None:
             raise ValueError("double_way and error_average_period need a terse compressor or "
                              "error_feedback")
@@ -212,121 +232,168 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     def _named_params(self):
         return sorted(((n, p) for p, n in self._parameter_names.items()), key=lambda x: x[0])
 
+    def _check_ef_params(self):
+        now = [n for n, p in self._named_params() if p.requires_grad]
+        if now != [n for n, _ in self._ef_named]:
+            raise ValueError("the set of parameters with requires_grad changed after the "
+                             "compressed DistributedOptimizer was created; create a new one")
+
+    def _ef_call(self, what, fn):
+        """Run a C error-feedback call that communicates in the engine thread, in the order
+        all ranks agree on, and wait for it."""
+        ef = self._ef_state
+        sig = ("terse.ef." + what, ef.compressor.spec, ef.mode, ef.period, ef.double_way,
+               self._ef_key, sum(ef.counts), ef.step)
+        return synchronize(_call_async("terse.opt.%s.%s" % (self._ef_key, what), sig, fn))
+
+    def _ef_prepare(self, write_params):
+        """terse_ef_prepare for the next step: averages e_k when the period says so (then
+        collective, through the engine), and with SAEF (write_params) sets p = x_t - e_k."""
+        ef = self._ef_state
+        x = xh = None
+        if write_params:
+            x = [c.numpy() for c in self._consensus]
+            xh = [np.empty(c.numel(), np.float32) for c in self._consensus]
+
+        def fn():
+            return ef.prepare(x, out=xh) if x is not None else ef.prepare()
+        if ef.averaging_due:
+            self._ef_call("prepare", fn)
+        else:
+            fn()  # local: no averaging this step
+        self._prepared_step = ef.step
+        if write_params:
+            for (n, p), a in zip(self._ef_named, xh):
+                p.copy_(torch.from_numpy(a).view_as(p).to(p.dtype))
+
     def _terse_step_fn(self, closure):
+        """One step of Algorithm 1. If the exchange fails (e.g. TerseError ERR_NONFINITE for
+        a NaN/Inf Delta on any rank, raised on every rank) the parameters and the C
+        error-feedback state are as before the step, but the wrapped optimizer's own state
+        (momentum, ...) has taken the step: reload it from a checkpoint to retry."""
         if self._in_consensus:
             raise RuntimeError("step() inside consensus_parameters()")
+        self._check_ef_params()
         saef = self._ef == "saef"
-        named = [(n, p) for n, p in self._named_params() if p.requires_grad]
-        x_half = {}
+        ef = self._ef_state
+        named = self._ef_named
         with torch.no_grad():
-            for n, p in named:
-                x_half[n] = p.detach().clone()
-                if saef and n not in self._consensus:
-                    self._consensus[n] = x_half[n].float() + self._err(n, p).view_as(p)
+            if self._prepared_step != ef.step:  # first step here (fresh or resumed)
+                self._ef_prepare(False)  # the parameters already hold the point x_t (- e_k)
+            x_half = [p.detach().clone() for _, p in named]
+            if saef and self._consensus is None:
+                self._consensus = [xh.float().reshape(-1) + torch.from_numpy(
+                    ef.worker_error(j).reshape(-1)) for j, xh in enumerate(x_half)]
         loss = super(self.__class__, self).step(closure)
-        t = self._terse_step
-        ops = []
         with torch.no_grad():
-            for n, p in named:
-                delta = (x_half[n].float() - p.detach().float()).reshape(-1)
-                err = self._errors.get(n) if self._ef else None
-                if err is not None:
-                    delta = delta + err
-                delta = delta.contiguous().numpy()
-                e_out = None
-                if self._ef:
-                    e_out = self._err(n, p).numpy()
-                se = None
-                if self._double_way:
-                    se = self._server_errors.setdefault(
-                        n, torch.zeros(p.numel(), dtype=torch.float32)).numpy()
-                op = compressed_allreduce_submit(delta, self._compressor, "terse.opt." + n, t,
-                                                 server_error=se, error_out=e_out)
-                ops.append((n, p, op, _register(op, lambda op=op: op.result)))
-            err = None
-            for n, p, op, h in ops:
-                try:
-                    g = torch.from_numpy(synchronize(h)).view_as(p)
-                except Exception as e:  # wait for every op before raising
-                    err = err or e
-                    continue
-                if op.extra > 0:
-                    self.bytes_sent += op.extra
-                x_t = self._consensus[n] if saef else x_half[n].float()
-                x_new = x_t - g
+            d = [(xh.float() - p.detach().float()).reshape(-1).contiguous()
+                 for xh, (_, p) in zip(x_half, named)]
+            dn = [t.numpy() for t in d]
+            sent = ef.wire_bytes(dn) if self.exact_bytes_sent else ef.message_bytes
+            try:
+                self._ef_call("exchange", lambda: ef.exchange(dn, out=dn))
+            except BaseException:
+                # the C state is unchanged; so are the parameters (the wrapped optimizer's own
+                # state, e.g. momentum, has taken the step)
+                for (_, p), xh in zip(named, x_half):
+                    p.copy_(xh)
+                raise
+            self.bytes_sent += sent
+            for j, (n, p) in enumerate(named):
+                x_t = self._consensus[j] if saef else x_half[j].float().reshape(-1)
+                x_new = x_t - d[j]  # d now holds the update avg_k C(Delta_k)
                 if saef:
-                    self._consensus[n] = x_new
-                p.copy_(x_new.to(p.dtype))
-            if err is not None:
-                raise err
-            self._terse_step = t + 1
-            if self._ef and self._ef_period and self._terse_step % self._ef_period == 0:
-                hs = [mpi_ops.allreduce_async_(self._err(n, p), name="terse.ef_avg." + n,
-                                               op=Average) for n, p in named]
-                for h in hs:
-                    synchronize(h)
-            if saef:
-                for n, p in named:
-                    p.copy_((self._consensus[n] - self._err(n, p).view_as(p)).to(p.dtype))
+                    self._consensus[j] = x_new
+                p.copy_(x_new.view_as(p).to(p.dtype))
+            self._ef_prepare(saef)
         return loss
 
-    def _err(self, n, p):
-        e = self._errors.get(n)
-        if e is None:
-            e = self._errors[n] = torch.zeros(p.numel(), dtype=torch.float32)
-        return e
+    @property
+    def _terse_step(self):
+        return self._ef_state.step
+
+    def worker_errors(self):
+        """This rank's error e_k per parameter name (copies; empty without error feedback)."""
+        if not self._terse_mode or not self._ef:
+            return {}
+        return {n: torch.from_numpy(self._ef_state.worker_error(j)).view_as(p)
+                for j, (n, p) in enumerate(self._ef_named)}
+
+    def server_errors(self):
+        """The server error e_s per parameter name (double-way only; copies)."""
+        if not self._terse_mode or not self._double_way:
+            return {}
+        return {n: torch.from_numpy(self._ef_state.server_error(j)).view_as(p)
+                for j, (n, p) in enumerate(self._ef_named)}
 
     @contextlib.contextmanager
     def consensus_parameters(self):
         """Within the block the parameters hold the consensus model x_t (identical on all
         ranks): for evaluation and checkpoints. Only SAEF parameters differ from x_t."""
-        if not self._terse_mode or self._ef != "saef" or self._in_consensus:
+        if (not self._terse_mode or self._ef != "saef" or self._in_consensus
+                or self._consensus is None):
             yield
             return
-        saved = {}
+        saved = []
         with torch.no_grad():
-            for n, p in self._named_params():
-                if n in self._consensus:
-                    saved[n] = p.detach().clone()
-                    p.copy_(self._consensus[n].to(p.dtype))
+            for (n, p), c in zip(self._ef_named, self._consensus):
+                saved.append(p.detach().clone())
+                p.copy_(c.view_as(p).to(p.dtype))
         self._in_consensus = True
         try:
             yield
         finally:
             self._in_consensus = False
             with torch.no_grad():
-                for n, p in self._named_params():
-                    if n in saved:
-                        p.copy_(saved[n])
+                for (n, p), s in zip(self._ef_named, saved):
+                    p.copy_(s)
 
     def state_dict(self):
         sd = super(self.__class__, self).state_dict()
         if self._terse_mode:
+            ef = self._ef_state
             sd["terse"] = {
-                "step": self._terse_step,
+                "version": 2,
+                "step": ef.step,
                 "compressor": self._compressor.spec,
                 "error_feedback": self._ef,
-                "errors": {n: e.clone() for n, e in self._errors.items()},
-                "server_errors": {n: e.clone() for n, e in self._server_errors.items()},
-                "consensus": {n: x.clone() for n, x in self._consensus.items()},
+                "error_average_period": self._ef_period,
+                "double_way": self._double_way,
+                "names": [n for n, _ in self._ef_named],
+                "ef_state": ef.save(),  # terse_ef_save: e_k, e_s, step, averaging, parameters
+                "consensus": ({n: c.clone() for (n, _), c in zip(self._ef_named, self._consensus)}
+                              if self._consensus is not None else None),
             }
         return sd
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)
         ts = state_dict.pop("terse", None)
+        if self._terse_mode and ts is not None:
+            if not isinstance(ts, dict) or ts.get("version") != 2 or "ef_state" not in ts:
+                raise ValueError("load_state_dict: unsupported terse optimizer state (saved by "
+                                 "another version of terse)")
+            names = [n for n, _ in self._ef_named]
+            if ts["names"] != names:
+                raise ValueError("load_state_dict: the checkpoint's compressed parameters (%d) "
+                                 "differ from this optimizer's (%d)" % (len(ts["names"]),
+                                                                         len(names)))
+            cons = ts.get("consensus")
+            if self._ef == "saef" and cons is not None and set(cons) != set(names):
+                raise ValueError("load_state_dict: consensus parameters missing")
+            self._ef_state.restore(ts["ef_state"])  # TerseError if parameters differ
         super(self.__class__, self).load_state_dict(state_dict)
         if not self._terse_mode or ts is None:
             return
-        self._terse_step = int(ts["step"])
-        self._errors = {n: e.clone().float() for n, e in ts["errors"].items()}
-        self._server_errors = {n: e.clone().float() for n, e in ts["server_errors"].items()}
-        self._consensus = {n: x.clone() for n, x in ts["consensus"].items()}
-        if self._ef == "saef":
+        self._prepared_step = None  # terse_ef_prepare again (it averages at most once a step)
+        self._consensus = None
+        if self._ef == "saef" and ts.get("consensus") is not None:
+            self._consensus = [ts["consensus"][n].clone().float().reshape(-1)
+                               for n, _ in self._ef_named]
             with torch.no_grad():
-                for n, p in self._named_params():
-                    if n in self._consensus:
-                        p.copy_((self._consensus[n] - self._err(n, p).view_as(p)).to(p.dtype))
+                for j, (n, p) in enumerate(self._ef_named):
+                    e = torch.from_numpy(self._ef_state.worker_error(j).reshape(-1))
+                    p.copy_((self._consensus[j] - e).view_as(p).to(p.dtype))
 
 
 def DistributedOptimizer(optimizer, named_parameters=None, compression=Compression.none,
