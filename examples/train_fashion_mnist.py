@@ -87,7 +87,7 @@ def run(args, data=None, log=print):
     xtr, ytr, xte, yte = data if data is not None else load_fashion_mnist(args.data_dir)
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
-    model = CNN() if args.model == "cnn" else MLP()
+    model = CNN() if args.model == "cnn" else MLP(args.hidden)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     base = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     compression = make_compression(args.compressor)
@@ -97,8 +97,6 @@ def run(args, data=None, log=print):
                                    error_average_period=args.period or None,
                                    double_way=args.double_way)
     hvd.broadcast_optimizer_state(opt, root_rank=0)
-    if hasattr(opt, "exact_bytes_sent"):
-        opt.exact_bytes_sent = True  # the compressed messages' size, not its upper bound
     n_params = sum(p.numel() for p in model.parameters())
     K, r = hvd.size(), hvd.rank()
     gen = torch.Generator().manual_seed(args.seed)
@@ -117,8 +115,8 @@ def run(args, data=None, log=print):
             opt.step()
             tot += loss.item()
             n += 1
-            if not hasattr(opt, "bytes_sent"):  # dense Horovod path: float32 gradients
-                dense_bytes += 4 * n_params
+            if not hasattr(opt, "bytes_sent"):  # dense Horovod path: a ring allreduce's wire
+                dense_bytes += 2 * (K - 1) * 4 * n_params // K
         elapsed = time.time() - t0
         compute += elapsed
         ctx = opt.consensus_parameters() if hasattr(opt, "consensus_parameters") else None
@@ -127,7 +125,9 @@ def run(args, data=None, log=print):
                 te_loss, te_acc = evaluate(model, xte, yte)
         else:
             te_loss, te_acc = evaluate(model, xte, yte)
-        sent = opt.bytes_sent if hasattr(opt, "bytes_sent") else dense_bytes
+        # compressed: what the transport sent; dense: the float32 gradients of a ring allreduce
+        sent = opt.wire_bytes_sent if getattr(opt, "wire_bytes_sent", None) is not None \
+            else dense_bytes
         rec = {"epoch": epoch, "train_loss": tot / max(n, 1), "test_loss": te_loss,
                "test_acc": te_acc, "time_s": elapsed, "steps": steps * epoch,
                "bytes_sent": sent, "n_params": n_params}
@@ -152,6 +152,7 @@ def parser():
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
+    p.add_argument("--hidden", type=int, default=256, help="MLP hidden width")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images")
     p.add_argument("--data-dir", default=DATA_DIR)
     return p

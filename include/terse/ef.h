@@ -93,6 +93,10 @@ TERSE_API terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d,
 /** Completed exchanges (the t of Algorithm 1). */
 TERSE_API uint64_t terse_ef_step(terse_ef_h ef);
 
+/** Bytes this rank sent in the successful exchanges of this state (the compressed messages as
+ *  terse_request_bytes_sent counts them; error averaging excluded). Not saved in checkpoints. */
+TERSE_API uint64_t terse_ef_bytes_sent(terse_ef_h ef);
+
 /** This rank's worker error e_k of tensor @p j (NULL in mode none), server error e_s (NULL
  *  single-way). Borrowed, valid until the next call on @p ef. */
 TERSE_API const float *terse_ef_worker_error(terse_ef_h ef, size_t j);

@@ -28,6 +28,7 @@ struct terse_ef {
     float *stage;     /* N floats: Delta, or the averaged errors */
     uint64_t step;
     uint64_t averaged_step; /* step + 1 of the last averaging (0 = none) */
+    uint64_t bytes_sent;    /* compressed-exchange bytes this rank sent, successful calls */
     terse_ctensor_t *ct;
 };
 
@@ -98,6 +99,11 @@ err_inval:
 uint64_t terse_ef_step(terse_ef_h ef)
 {
     return ef ? ef->step : 0;
+}
+
+uint64_t terse_ef_bytes_sent(terse_ef_h ef)
+{
+    return ef ? ef->bytes_sent : 0;
 }
 
 const float *terse_ef_worker_error(terse_ef_h ef, size_t j)
@@ -186,9 +192,15 @@ terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d, float *co
         .double_way = ef->double_way,
         .step = ef->step,
     };
-    terse_status_t st = terse_compressed_allreduce(ef->comm, &prm);
+    terse_request_h req = NULL;
+    terse_status_t st = terse_icompressed_allreduce(ef->comm, &prm, &req);
     if (st == TERSE_OK)
+        st = terse_wait(req);
+    if (st == TERSE_OK) {
+        ef->bytes_sent += terse_request_bytes_sent(req);
         ef->step++;
+    }
+    terse_request_free(req);
     return st;
 }
 

@@ -658,6 +658,12 @@ class ErrorFeedback:
         return int(C.terse_ef_step(self.handle))
 
     @property
+    def wire_bytes_sent(self):
+        """Bytes this rank sent in its successful exchanges, as the transport counted them
+        (every copy of every compressed message, to every peer)."""
+        return int(C.terse_ef_bytes_sent(self.handle))
+
+    @property
     def averaging_due(self):
         """True if prepare() may average the errors across ranks now (it is then collective)."""
         return (self.mode != "none" and self.period > 0

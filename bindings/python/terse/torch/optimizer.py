@@ -107,6 +107,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             # for topk and induced, whose index coding varies); with exact_bytes_sent = True
             # the size of the terse_compress message of each Delta_k (one more compression per
             # step, for benchmarks).
+            # wire_bytes_sent is what the transport really sent (free, from the C state).
             self.bytes_sent = 0
             self.exact_bytes_sent = False
         elif double_way or error_average_period is not None:
@@ -115,6 +116,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
         if size() > 1 and not self._terse_mode:
             self._register_hooks()
+
+    @property
+    def wire_bytes_sent(self):
+        """Bytes this worker's compressed exchanges put on the wire (compressed mode only)."""
+        return self._ef_state.wire_bytes_sent if self._terse_mode else None
 
     @staticmethod
     def find_duplicates(lst):
