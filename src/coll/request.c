@@ -534,6 +534,9 @@ static int round_state(terse_request_h req)
             if (ops[k]->ucs == UCS_OK)
                 continue;
             terse_status_t st = terse__status_from_ucs(ops[k]->ucs);
+            /* a same-host peer's death shows as whatever its transport saw: look for it */
+            if (st != TERSE_ERR_PEER_FAILED && !comm->tp.peer_failed[x->peer])
+                terse__tp_check_local_peers(&comm->tp);
             if (st == TERSE_ERR_PEER_FAILED || comm->tp.peer_failed[x->peer]) {
                 comm->broken = 1;
                 terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED, "rank %d died or its connection broke (%s)",
@@ -589,13 +592,21 @@ static terse_status_t check_failures(terse_request_h req)
     /* Same-host peers have no UCX error handling: look for their pid once a call waits. */
     if (terse__now() - req->start > 0.5)
         terse__tp_check_local_peers(&comm->tp);
-    /* A dead peer fails everything still running: collectives need every rank. */
+    /* A dead peer fails everything still running: collectives need every rank. Name every
+     * rank found gone (peers that finished and left look the same from here). */
     if (comm->tp.any_peer_failed) {
-        for (int i = 0; i < comm->size; i++) {
-            if (comm->tp.peer_failed[i]) {
-                comm->broken = 1;
-                return terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED, "rank %d died or its connection broke", i);
-            }
+        char list[160] = "";
+        int n = 0, len = 0;
+        for (int i = 0; i < comm->size && len < (int)sizeof(list) - 16; i++) {
+            if (comm->tp.peer_failed[i])
+                len += snprintf(list + len, sizeof(list) - (size_t)len, "%s%d", n++ ? ", " : "", i);
+        }
+        if (n) {
+            comm->broken = 1;
+            return terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED,
+                                         n == 1 ? "rank %s died or its connection broke"
+                                                : "ranks %s died or their connections broke",
+                                         list);
         }
     }
     if (terse__now() - req->start > comm->timeout) {

@@ -3,6 +3,7 @@
  * Links the internal library so one process can switch TERSE_COMPRESSED_ALGO between calls. */
 #include "../mpi/test_util.h"
 
+#include "coll/comm.h" /* next_seq: the call a fault injection names */
 #include "core/config.h"
 
 #include <math.h>
@@ -260,6 +261,180 @@ static void test_faults(terse_comm_h comm)
     set_algo("auto");
 }
 
+/* ---- corrupt messages over the real transport (TERSE_FAULT_INJECT) ---- */
+
+/* Arms the engine's test-only fault injection for this communicator's next call: @what is
+ * "KIND:FIELDS" without rank and seq (NULL disarms). Every rank sets the same variable. */
+static void inject_next(terse_comm_h comm, int rank, const char *what)
+{
+    if (!what) {
+        unsetenv("TERSE_FAULT_INJECT");
+    } else {
+        char spec[128];
+        const char *colon = strchr(what, ':');
+        int klen = colon ? (int)(colon - what) : (int)strlen(what);
+        snprintf(spec, sizeof(spec), "%.*s:rank=%d,seq=%u%s%s", klen, what, rank,
+                 comm->next_seq, colon && colon[1] ? "," : "", colon ? colon + 1 : "");
+        setenv("TERSE_FAULT_INJECT", spec, 1);
+    }
+    terse__config_reload();
+}
+
+/* Every rank fails with TERSE_ERR_CORRUPT and a message that names the sender. */
+static void expect_corrupt(terse_comm_h comm, terse_status_t st, int sender, const char *what)
+{
+    char needle[32];
+    expect_all_fail(st, TERSE_ERR_CORRUPT, what, comm);
+    snprintf(needle, sizeof(needle), "from rank %d", sender);
+    if (st != TERSE_OK)
+        CHECK(strstr(terse_comm_last_error(comm), needle) != NULL, "%s: '%s' does not say '%s'",
+              what, terse_comm_last_error(comm), needle);
+}
+
+/* Which faults each algorithm's messages can show: packed compressed messages are validated
+ * by the decoders (framing, codec header, codec payload); dense float messages only by their
+ * length. @owner: only schedules with a second (owner -> all) round. */
+typedef struct fault_case {
+    const char *fault;
+    int packed;   /* 1: only where step 0 carries packed messages */
+    int topk;     /* 1: only with Top-K (bytes inside its values / indices) */
+    int step1;    /* 1: targets the second round (owner schedules and dense) */
+    int dw;       /* double_way of the call */
+} fault_case_t;
+
+static const fault_case_t fault_cases[] = {
+    {"corrupt:at=0,len=8", 1, 0, 0, 1},   /* first segment length: overruns the message */
+    {"corrupt:at=16,len=8", 1, 0, 0, 1},  /* codec header field n of the first segment */
+    {"corrupt:at=64,len=4", 1, 0, 0, 1},  /* Top-K index encoding byte / sign scale (NaN) */
+    {"corrupt:at=69,len=4", 1, 1, 0, 0},  /* Top-K: the second value of the first block (NaN) */
+    {"corrupt:at=89,len=2", 1, 1, 0, 1},  /* Top-K (k = 6 of 64): its first index */
+    {"truncate:len=3", 0, 0, 0, 1},       /* 3 bytes short of what the header announces */
+    {"truncate:len=1", 0, 0, 0, 0},
+    {"corrupt:at=0,len=8,step=1", 1, 0, 1, 1}, /* owners' server messages (packed) */
+    {"truncate:len=4,step=1", 0, 0, 1, 0},     /* owners' dense single-way results */
+    {"truncate:len=4,step=1", 0, 0, 1, 1},
+};
+#define NFAULT (int)(sizeof(fault_cases) / sizeof(fault_cases[0]))
+
+static void test_corrupt(terse_comm_h comm)
+{
+    if (test_size == 1)
+        return;
+    int tried = 0;
+    for (int a = 0; a < NALGO - 1; a++) {
+        const char *algo = algos[a];
+        int sign = !strncmp(algo, "sign", 4), dense = !strcmp(algo, "dense");
+        int owner = !strcmp(algo, "sparse_rs_ag") || !strcmp(algo, "sign_a2a_ag") || dense;
+        const char *spec = sign ? "sign,block=100" : "topk:0.1,block=64";
+        set_algo(algo);
+        for (int f = 0; f < NFAULT; f++) {
+            const fault_case_t *fc = &fault_cases[f];
+            if ((fc->packed && dense) || (fc->topk && sign) || (fc->step1 && !owner))
+                continue;
+            /* a packed second round exists only double-way (single-way results are dense) */
+            if (fc->step1 && fc->packed && (dense || !fc->dw))
+                continue;
+            int sender = (a + f) % test_size;
+            char what[160];
+            snprintf(what, sizeof(what), "%s dw %d, rank %d sends with %s", algo, fc->dw, sender,
+                     fc->fault);
+            bufs_t b;
+            alloc_bufs(&b);
+            fill(&b, test_rank, 4);
+            inject_next(comm, sender, fc->fault);
+            const char *ran = "";
+            terse_status_t st = run(comm, spec, fc->dw, &b, 0, NT, 7, &ran);
+            inject_next(comm, 0, NULL);
+            CHECK(!strcmp(ran, algo), "%s: ran %s", what, ran);
+            expect_corrupt(comm, st, sender, what);
+            if (test_rank == 0)
+                printf("%s -> %s\n", what, terse_comm_last_error(comm));
+            untouched(&b, what);
+            /* the communicator carries on: the same call again gives every rank the same bits */
+            fill(&b, test_rank, 4);
+            st = run(comm, spec, fc->dw, &b, 0, NT, 7, NULL);
+            CHECK(st == TERSE_OK, "%s: the call after: %s (%s)", what, terse_status_name(st),
+                  terse_comm_last_error(comm));
+            for (int j = 0; j < NT; j++)
+                CHECK(test_identical(b.out[j], sizes[j] * 4), "%s: call after: tensor %d differs", what, j);
+            free_bufs(&b);
+            tried++;
+        }
+    }
+    CHECK(tried >= 20, "only %d fault cases ran", tried);
+    set_algo("auto");
+}
+
+/* Error feedback around a corrupt exchange: the state (terse_ef_save bytes) and the update
+ * buffers stay as they were, and the next exchange gives the bits of a twin state that never
+ * saw the failed call. */
+static void test_ef_corrupt(terse_comm_h comm)
+{
+    if (test_size == 1)
+        return;
+    static const size_t cnt[NT] = {1000, 37, 1, 513};
+    for (int a = 0; a < NALGO - 1; a++) {
+        int sign = !strncmp(algos[a], "sign", 4), dense = !strcmp(algos[a], "dense");
+        set_algo(algos[a]);
+        terse_ef_params_t prm = {.field_mask = TERSE_EF_FIELD_DOUBLE_WAY | TERSE_EF_FIELD_PERIOD,
+                                 .mode = TERSE_EF_MODE_SAEF, .ntensors = NT, .ids = ids,
+                                 .counts = cnt, .period = 3, .double_way = 1};
+        CHECK(terse_compressor_parse(sign ? "sign,block=100" : "topk:0.1,block=64",
+                                     &prm.compressor) == TERSE_OK, "parse");
+        terse_ef_h ef = NULL, twin = NULL;
+        CHECK(terse_ef_create(comm, &prm, &ef) == TERSE_OK && terse_ef_create(comm, &prm, &twin) == TERSE_OK,
+              "ef create");
+        bufs_t b, c;
+        alloc_bufs(&b);
+        alloc_bufs(&c);
+        const float *d[NT];
+        float *u[NT], *u2[NT];
+        for (int j = 0; j < NT; j++)
+            d[j] = b.in[j], u[j] = b.out[j], u2[j] = c.out[j];
+        size_t len = terse_ef_save_size(ef), w;
+        uint8_t *s0 = malloc(len), *s1 = malloc(len), *s2 = malloc(len);
+        for (int t = 0; t < 4; t++) {
+            fill(&b, test_rank, 10 + t);
+            if (t == 2) {
+                /* the failed call, on ef only */
+                CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK, "prepare");
+                terse_ef_save(ef, s0, len, &w);
+                int sender = (a + 1) % test_size;
+                inject_next(comm, sender, dense ? "truncate:len=4" : "corrupt:at=0,len=8");
+                terse_status_t st = terse_ef_exchange(ef, d, u);
+                inject_next(comm, 0, NULL);
+                expect_corrupt(comm, st, sender, algos[a]);
+                terse_ef_save(ef, s1, len, &w);
+                CHECK(!memcmp(s0, s1, len), "%s: a failed exchange changed the EF state", algos[a]);
+                untouched(&b, "ef exchange");
+                CHECK(terse_ef_step(ef) == 2, "%s: step %llu after a failed exchange", algos[a],
+                      (unsigned long long)terse_ef_step(ef));
+            }
+            CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK && terse_ef_prepare(twin, NULL, NULL) == TERSE_OK,
+                  "prepare");
+            terse_status_t st = terse_ef_exchange(ef, d, u);
+            CHECK(st == TERSE_OK, "%s step %d: %s", algos[a], t, terse_comm_last_error(comm));
+            st = terse_ef_exchange(twin, d, u2);
+            CHECK(st == TERSE_OK, "%s twin step %d: %s", algos[a], t, terse_comm_last_error(comm));
+            for (int j = 0; j < NT; j++)
+                CHECK(!memcmp(b.out[j], c.out[j], sizes[j] * 4), "%s step %d: tensor %d differs from the twin",
+                      algos[a], t, j);
+            CHECK(test_identical(b.out[0], sizes[0] * 4), "%s step %d: update differs across ranks", algos[a], t);
+        }
+        terse_ef_save(ef, s1, len, &w);
+        terse_ef_save(twin, s2, len, &w);
+        CHECK(!memcmp(s1, s2, len), "%s: EF state differs from the twin's after the failure", algos[a]);
+        free(s0);
+        free(s1);
+        free(s2);
+        free_bufs(&b);
+        free_bufs(&c);
+        terse_ef_destroy(ef);
+        terse_ef_destroy(twin);
+    }
+    set_algo("auto");
+}
+
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
@@ -272,6 +447,10 @@ int main(int argc, char **argv)
         test_invariant(comm);
     else if (!strcmp(what, "faults"))
         test_faults(comm);
+    else if (!strcmp(what, "corrupt"))
+        test_corrupt(comm);
+    else if (!strcmp(what, "ef_corrupt"))
+        test_ef_corrupt(comm);
     else
         CHECK(0, "unknown case %s", what);
     return test_finish(comm);
