@@ -12,7 +12,8 @@
 
 extern char **environ;
 
-typedef enum { CFG_INT, CFG_DOUBLE, CFG_SIZE, CFG_STRING, CFG_LOGLEVEL } cfg_type_t;
+/* CFG_CHOICE: a string that must be one of the '|'-separated words that start its doc. */
+typedef enum { CFG_INT, CFG_DOUBLE, CFG_SIZE, CFG_STRING, CFG_LOGLEVEL, CFG_CHOICE } cfg_type_t;
 
 typedef struct cfg_entry {
     const char *name;
@@ -35,25 +36,22 @@ static const cfg_entry_t cfg_table[] = {
      "1: a background thread drives UCX progress"},
     {"TERSE_HOST_ID", "", CFG_STRING, FIELD(host_id),
      "host identity for local ranks (default hostname + boot id); tests use it to emulate hosts"},
-    {"TERSE_PROTOCOL", "auto", CFG_STRING, FIELD(protocol),
-     "auto|tag|rma: how large messages travel"},
-    {"TERSE_ALLREDUCE_ALGO", "auto", CFG_STRING, FIELD(allreduce_algo),
-     "auto|recursive_doubling|ring|rabenseifner: dense allreduce algorithm"},
+    {"TERSE_ALLREDUCE_ALGO", "auto", CFG_CHOICE, FIELD(allreduce_algo),
+     "auto|recursive_doubling|ring: dense allreduce algorithm"},
     {"TERSE_SMALL_MSG_BYTES", "65536", CFG_SIZE, FIELD(small_msg_bytes),
      "dense allreduce below this many bytes uses recursive doubling"},
     {"TERSE_EAGER_HDR_BYTES", "8192", CFG_SIZE, FIELD(eager_hdr_bytes),
      "payloads up to this size share one message with their header"},
-    {"TERSE_CHUNK_BYTES", "1048576", CFG_SIZE, FIELD(chunk_bytes),
-     "pipeline chunk size of large collectives"},
-    {"TERSE_COMPRESSED_ALGO", "auto", CFG_STRING, FIELD(compressed_algo),
+    {"TERSE_COMPRESSED_ALGO", "auto", CFG_CHOICE, FIELD(compressed_algo),
      "auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense"},
     {"TERSE_NONFINITE_PASSTHROUGH", "0", CFG_INT, FIELD(nonfinite_passthrough),
      "1: compress NaN/Inf like other values instead of failing with TERSE_ERR_NONFINITE"},
-    {"TERSE_SIMD", "auto", CFG_STRING, FIELD(simd), "auto|avx512|avx2|scalar: kernel dispatch"},
+    {"TERSE_SIMD", "auto", CFG_CHOICE, FIELD(simd), "auto|avx512|avx2|scalar: kernel dispatch"},
     {"TERSE_BIND", "auto", CFG_STRING, FIELD(bind),
      "auto|none|<cpulist>: where progress/compression threads run"},
-    {"TERSE_HIERARCHY", "none", CFG_STRING, FIELD(hierarchy),
-     "none|node: reduce within a host before compressing between hosts"},
+    {"TERSE_HIERARCHY", "none", CFG_CHOICE, FIELD(hierarchy),
+     "none|node: node = compressed allreduce averages within each host, then compresses among "
+     "one leader per host"},
     {"TERSE_FAULT_INJECT", "", CFG_STRING, FIELD(fault_inject),
      "for testing only: KIND:rank=R,seq=S[,step=T][,peer=P][,at=B][,len=L] makes rank R "
      "misbehave in its call with sequence number S (KIND corrupt: payload bytes [B, B+L) sent "
@@ -69,11 +67,12 @@ static terse__config_t cfg;
 static pthread_once_t cfg_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
+
 static int parse_level(const char *v)
 {
-    static const char *const names[] = {"error", "warn", "info", "debug", "trace"};
     for (int i = 0; i < 5; i++) {
-        if (strcasecmp(v, names[i]) == 0)
+        if (strcasecmp(v, level_names[i]) == 0)
             return i;
     }
     return -1;
@@ -127,6 +126,17 @@ static int apply(const cfg_entry_t *e, const char *v)
         *(int *)p = l;
         return 0;
     }
+    case CFG_CHOICE: {
+        size_t n = strlen(v), words = strcspn(e->doc, ":");
+        int ok = 0;
+        for (const char *w = e->doc; w < e->doc + words && !ok;) {
+            size_t wl = strcspn(w, "|:");
+            ok = wl == n && !strncmp(w, v, n);
+            w += wl + 1;
+        }
+        if (!ok)
+            return -1;
+    } /* fall through */
     case CFG_STRING:
         if (strlen(v) >= e->size)
             return -1;
@@ -180,14 +190,27 @@ void terse__config_reload(void)
     pthread_mutex_unlock(&cfg_lock);
 }
 
+/* The value in effect (an invalid setting shows as the default it fell back to). */
+static void format_value(const cfg_entry_t *e, char *buf, size_t len)
+{
+    const char *p = (const char *)&cfg + e->offset;
+    switch (e->type) {
+    case CFG_INT: snprintf(buf, len, "%d", *(const int *)p); break;
+    case CFG_DOUBLE: snprintf(buf, len, "%g", *(const double *)p); break;
+    case CFG_SIZE: snprintf(buf, len, "%zu", *(const size_t *)p); break;
+    case CFG_LOGLEVEL: snprintf(buf, len, "%s", level_names[*(const int *)p]); break;
+    default: snprintf(buf, len, "%s", p[0] ? p : "\"\""); break;
+    }
+}
+
 void terse__config_print(FILE *out)
 {
+    char v[256];
     terse__config();
     for (size_t i = 0; i < sizeof(cfg_table) / sizeof(cfg_table[0]); i++) {
-        const char *v = getenv(cfg_table[i].name);
-        fprintf(out, "%-28s = %-12s (default %s) %s\n", cfg_table[i].name,
-                v ? v : cfg_table[i].dflt, cfg_table[i].dflt[0] ? cfg_table[i].dflt : "\"\"",
-                cfg_table[i].doc);
+        format_value(&cfg_table[i], v, sizeof(v));
+        fprintf(out, "%-28s = %-12s (default %s) %s\n", cfg_table[i].name, v,
+                cfg_table[i].dflt[0] ? cfg_table[i].dflt : "\"\"", cfg_table[i].doc);
     }
 }
 

@@ -10,11 +10,9 @@ typedef struct terse__config {
     double timeout;          /* seconds a collective waits for a peer */
     int progress_thread;     /* 0/1 */
     char host_id[256];       /* "" = hostname + boot id */
-    char protocol[16];       /* auto|tag|rma */
-    char allreduce_algo[32]; /* auto|recursive_doubling|ring|rabenseifner */
+    char allreduce_algo[32]; /* auto|recursive_doubling|ring */
     size_t small_msg_bytes;  /* below: latency-optimal algorithms */
     size_t eager_hdr_bytes;  /* payloads up to this travel in one message with their header */
-    size_t chunk_bytes;      /* pipeline chunk of large collectives */
     char compressed_algo[32];  /* auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense */
     int nonfinite_passthrough; /* 0: NaN/Inf input is an error; 1: pass it through */
     char simd[16];             /* auto|avx512|avx2|scalar */

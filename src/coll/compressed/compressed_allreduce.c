@@ -53,14 +53,8 @@ static int use_hierarchy(terse_comm_h comm)
 {
     static int warned;
     const terse__hostgroup_t *hg = &comm->hosts;
-    const char *mode = terse__config()->hierarchy;
-    if (strcmp(mode, "node") != 0) {
-        if (strcmp(mode, "none") != 0 && mode[0] && !warned) {
-            warned = 1;
-            terse_log_warn("TERSE_HIERARCHY='%s' is neither none nor node; running flat", mode);
-        }
-        return 0;
-    }
+    if (strcmp(terse__config()->hierarchy, "node") != 0)
+        return 0; /* the config table accepts none|node only */
     int L = hg->host_first[1] - hg->host_first[0], homogeneous = 1;
     for (int h = 1; h < hg->cross_size; h++)
         homogeneous &= hg->host_first[h + 1] - hg->host_first[h] == L;
