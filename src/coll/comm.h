@@ -110,6 +110,7 @@ struct terse_request {
     int nx;
     int capx;
     terse__buf_t *scratch; /* from the communicator's pool, while running */
+    terse__buf_t *scratch2; /* a second one (terse__req_scratch2), same lifetime */
     void *algo_data;       /* algorithm-owned allocation, freed by algo->cleanup */
     uint64_t state[16];    /* small algorithm state (counters), zeroed at creation */
     uint64_t bytes_sent;
@@ -210,8 +211,11 @@ terse_status_t terse__req_fail(terse_request_h req, terse_status_t st, const cha
 /* The same, without telling peers (they already know, or it is local teardown). */
 terse_status_t terse__req_fail_quiet(terse_request_h req, terse_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Scratch of at least @size bytes held by the request until it completes. */
+/* Scratch of at least @size bytes held by the request until it completes (and until its
+ * last transfer ended, when it failed with transfers under way). Growing it may move it. */
 void *terse__req_scratch(terse_request_h req, size_t size);
+/* A second such buffer, for composite algorithms whose parts each lay out their own. */
+void *terse__req_scratch2(terse_request_h req, size_t size);
 const char *terse__coll_name(int kind);
 int terse__req_has_pending(terse_request_h req);
 void terse__req_destroy(terse_request_h req);

@@ -330,37 +330,48 @@ terse_status_t terse__req_confirm(terse_request_h req, const int *peers, int n)
     return posted ? req->status : TERSE_OK;
 }
 
-void *terse__req_scratch(terse_request_h req, size_t size)
+static void *pool_scratch(terse_request_h req, terse__buf_t **slot, size_t size, const char *what)
 {
     terse_comm_h comm = req->comm;
-    if (!req->scratch) {
+    if (!*slot) {
         for (int i = 0; i < TERSE_POOL_MAX; i++) {
             if (!comm->pool_used[i]) {
                 comm->pool_used[i] = 1;
-                req->scratch = &comm->pool[i];
-                req->scratch->what = "collective scratch";
+                *slot = &comm->pool[i];
+                (*slot)->what = what;
                 break;
             }
         }
-        if (!req->scratch) {
-            terse__req_fail(req, TERSE_ERR_NO_MEMORY, "more than %d collectives in flight",
+        if (!*slot) {
+            terse__req_fail(req, TERSE_ERR_NO_MEMORY, "more than %d collective buffers in use",
                             TERSE_POOL_MAX);
             return NULL;
         }
     }
-    if (terse__buf_reserve(req->scratch, size ? size : 1) != 0) {
-        terse__req_fail(req, TERSE_ERR_NO_MEMORY, "no memory for %zu bytes of scratch", size);
+    if (terse__buf_reserve(*slot, size ? size : 1) != 0) {
+        terse__req_fail(req, TERSE_ERR_NO_MEMORY, "no memory for %zu bytes of %s", size, what);
         return NULL;
     }
-    return req->scratch->ptr;
+    return (*slot)->ptr;
+}
+
+void *terse__req_scratch(terse_request_h req, size_t size)
+{
+    return pool_scratch(req, &req->scratch, size, "collective scratch");
+}
+
+void *terse__req_scratch2(terse_request_h req, size_t size)
+{
+    return pool_scratch(req, &req->scratch2, size, "collective scratch (second)");
 }
 
 static void release_scratch(terse_request_h req)
 {
-    if (!req->scratch)
-        return;
-    req->comm->pool_used[req->scratch - req->comm->pool] = 0;
-    req->scratch = NULL;
+    if (req->scratch)
+        req->comm->pool_used[req->scratch - req->comm->pool] = 0;
+    if (req->scratch2)
+        req->comm->pool_used[req->scratch2 - req->comm->pool] = 0;
+    req->scratch = req->scratch2 = NULL;
 }
 
 static void send_aborts(terse_request_h req)

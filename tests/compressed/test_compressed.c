@@ -435,6 +435,70 @@ static void test_ef_corrupt(terse_comm_h comm)
     set_algo("auto");
 }
 
+/* Hierarchical mode (run with TERSE_HIERARCHY=node and 2 emulated ranks per host, so ranks
+ * 0,1 | 2,3 share hosts and 0 and 2 lead): a truncated host-internal message (a rank's Delta
+ * going up, the result coming down) or a corrupt message between the leaders fails every
+ * rank, names the sender, and leaves the EF state as it was; the next exchange works. */
+static void test_hier_faults(terse_comm_h comm)
+{
+    static const struct {
+        int sender;
+        const char *fault;
+    } faults[] = {
+        {1, "truncate:len=4,step=1000"},        /* Delta up to the leader */
+        {0, "truncate:len=4,step=1001,peer=1"}, /* the result down to a rank */
+        {2, "corrupt:at=0,len=8,step=0"},       /* between the leaders */
+    };
+    if (test_size != 4 || comm->local_size != 2) {
+        CHECK(test_size != 4, "hier_faults wants 2 ranks per host, got %d", comm->local_size);
+        return;
+    }
+    static const size_t cnt[NT] = {1000, 37, 1, 513};
+    terse_ef_params_t prm = {.field_mask = TERSE_EF_FIELD_DOUBLE_WAY | TERSE_EF_FIELD_PERIOD,
+                             .mode = TERSE_EF_MODE_SAEF, .ntensors = NT, .ids = ids,
+                             .counts = cnt, .period = 3, .double_way = 1};
+    CHECK(terse_compressor_parse("topk:0.1,block=64", &prm.compressor) == TERSE_OK, "parse");
+    terse_ef_h ef = NULL, twin = NULL;
+    CHECK(terse_ef_create(comm, &prm, &ef) == TERSE_OK && terse_ef_create(comm, &prm, &twin) == TERSE_OK,
+          "ef create");
+    bufs_t b, c;
+    alloc_bufs(&b);
+    alloc_bufs(&c);
+    const float *d[NT];
+    float *u[NT], *u2[NT];
+    for (int j = 0; j < NT; j++)
+        d[j] = b.in[j], u[j] = b.out[j], u2[j] = c.out[j];
+    size_t len = terse_ef_save_size(ef), w;
+    uint8_t *s0 = malloc(len), *s1 = malloc(len);
+    for (int t = 0; t < 4; t++) {
+        fill(&b, test_rank, 20 + t);
+        for (size_t f = 0; t == 1 && f < sizeof(faults) / sizeof(faults[0]); f++) {
+            CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK, "prepare");
+            terse_ef_save(ef, s0, len, &w);
+            inject_next(comm, faults[f].sender, faults[f].fault);
+            terse_status_t st = terse_ef_exchange(ef, d, u);
+            inject_next(comm, 0, NULL);
+            expect_corrupt(comm, st, faults[f].sender, faults[f].fault);
+            terse_ef_save(ef, s1, len, &w);
+            CHECK(!memcmp(s0, s1, len), "%s: a failed exchange changed the EF state", faults[f].fault);
+            untouched(&b, faults[f].fault);
+        }
+        CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK && terse_ef_prepare(twin, NULL, NULL) == TERSE_OK,
+              "prepare");
+        CHECK(terse_ef_exchange(ef, d, u) == TERSE_OK, "step %d: %s", t, terse_comm_last_error(comm));
+        CHECK(terse_ef_exchange(twin, d, u2) == TERSE_OK, "twin step %d: %s", t, terse_comm_last_error(comm));
+        for (int j = 0; j < NT; j++)
+            CHECK(!memcmp(b.out[j], c.out[j], sizes[j] * 4), "step %d: tensor %d differs from the twin", t, j);
+        CHECK(test_identical(b.out[0], sizes[0] * 4), "step %d: update differs across ranks", t);
+    }
+    free(s0);
+    free(s1);
+    free_bufs(&b);
+    free_bufs(&c);
+    terse_ef_destroy(ef);
+    terse_ef_destroy(twin);
+}
+
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
@@ -451,6 +515,8 @@ int main(int argc, char **argv)
         test_corrupt(comm);
     else if (!strcmp(what, "ef_corrupt"))
         test_ef_corrupt(comm);
+    else if (!strcmp(what, "hier_faults"))
+        test_hier_faults(comm);
     else
         CHECK(0, "unknown case %s", what);
     return test_finish(comm);

@@ -70,7 +70,7 @@ typedef struct terse__cplan {
     const terse__algo_t *inner; /* the algorithm the leaders run */
     int defer_commit;    /* terse__cplan_commit only records its range (hier.c commits later) */
     size_t commit_lo, commit_hi;
-    int hier_slot;       /* comm pool slot of hier.c's buffers, -1 when none */
+    float *hstage;       /* hier.c's staging (the request's second scratch) */
 } terse__cplan_t;
 
 static inline terse__cplan_t *terse__cplan(terse_request_h req)

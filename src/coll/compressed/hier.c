@@ -19,33 +19,10 @@
 /* Steps of the intra-host messages, clear of the leaders' algorithm steps. */
 enum { STEP_UP = 1000, STEP_OUT = 1001, STEP_WERR = 1002 };
 
-enum { PH_START = 0, PH_REDUCE = 1, PH_INNER = 2, PH_DOWN = 3, PH_RECEIVED = 4 };
+enum { PH_START = 0, PH_REDUCE = 1, PH_INNER = 2, PH_DOWN = 3, PH_RECEIVED = 4, PH_CONFIRMED = 5 };
 
-/* Staging for the host exchange, in a second buffer of the communicator's pool (the
- * request's own scratch is laid out by the leaders' algorithm and may be regrown by it). */
-static float *hier_staging(terse_request_h req, size_t bytes)
-{
-    terse__cplan_t *p = terse__cplan(req);
-    terse_comm_h comm = req->comm;
-    for (int i = 0; i < TERSE_POOL_MAX && p->hier_slot < 0; i++) {
-        if (!comm->pool_used[i]) {
-            comm->pool_used[i] = 1;
-            p->hier_slot = i;
-            comm->pool[i].what = "hierarchical staging";
-        }
-    }
-    if (p->hier_slot < 0) {
-        terse__req_fail(req, TERSE_ERR_NO_MEMORY, "more than %d collectives in flight",
-                        TERSE_POOL_MAX);
-        return NULL;
-    }
-    if (terse__buf_reserve(&comm->pool[p->hier_slot], bytes ? bytes : 1) != 0) {
-        terse__req_fail(req, TERSE_ERR_NO_MEMORY, "no memory for %zu bytes of host staging", bytes);
-        return NULL;
-    }
-    return comm->pool[p->hier_slot].ptr;
-}
-
+/* Staging for the host exchange is the request's second scratch buffer: the first is laid
+ * out by the leaders' algorithm, which may grow (move) it. */
 static void gather_inputs(const terse__cplan_t *p, float *dst)
 {
     for (size_t j = 0; j < p->nt; j++)
@@ -53,31 +30,44 @@ static void gather_inputs(const terse__cplan_t *p, float *dst)
             memcpy(dst + p->toff[j], p->t[j].in, p->t[j].count * sizeof(float));
 }
 
+/* Nobody commits before every rank of the communicator holds a validated result: a leader's
+ * algorithm confirms among the leaders only, and a host's ranks could still fail receiving. */
+static terse_status_t confirm_all(terse_request_h req)
+{
+    req->state[15] = PH_CONFIRMED;
+    return terse__req_confirm(req, NULL, req->comm->size);
+}
+
 static terse_status_t nonleader_progress(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    terse_comm_h comm = req->comm;
-    int leader = comm->hosts.local_ranks[0];
+    int leader = req->comm->hosts.local_ranks[0];
     size_t N = p->N;
 
-    if (req->state[15] == PH_START) {
+    switch (req->state[15]) {
+    case PH_START: {
         /* [0,N) my Delta, [N,2N) out, [2N,3N) e_h */
-        float *h = hier_staging(req, 3 * N * sizeof(float));
+        float *h = terse__req_scratch2(req, 3 * N * sizeof(float));
         if (!h)
             return req->status;
         gather_inputs(p, h);
+        p->out = h + N;
+        p->werr = p->any_werr ? h + 2 * N : NULL;
         req->state[15] = PH_RECEIVED;
-        terse__req_recv(req, leader, STEP_OUT, h + N, N * sizeof(float));
-        if (p->any_werr)
-            terse__req_recv(req, leader, STEP_WERR, h + 2 * N, N * sizeof(float));
+        terse__req_recv(req, leader, STEP_OUT, p->out, N * sizeof(float));
+        if (p->werr)
+            terse__req_recv(req, leader, STEP_WERR, p->werr, N * sizeof(float));
         terse__req_send(req, leader, STEP_UP, h, N * sizeof(float));
         return TERSE_INPROGRESS;
     }
-    float *h = req->comm->pool[p->hier_slot].ptr;
-    p->out = h + N;
-    p->werr = p->any_werr ? h + 2 * N : NULL;
-    terse__cplan_commit(req, 0, 0); /* e_s stays with the leaders */
-    return TERSE_OK;
+    case PH_RECEIVED:
+        if (confirm_all(req) != TERSE_OK)
+            return req->status;
+        /* fall through */
+    default:
+        terse__cplan_commit(req, 0, 0); /* e_s stays with the leaders */
+        return TERSE_OK;
+    }
 }
 
 static terse_status_t leader_progress(terse_request_h req)
@@ -87,13 +77,13 @@ static terse_status_t leader_progress(terse_request_h req)
     const int *locals = comm->hosts.local_ranks;
     int L = comm->local_size;
     size_t N = p->N;
-    float *h = p->hier_slot >= 0 ? comm->pool[p->hier_slot].ptr : NULL;
+    float *h = p->hstage;
     terse_status_t st;
 
     switch (req->state[15]) {
     case PH_START:
         /* [0,N) the host sum, [N,2N) one local rank's Delta */
-        h = hier_staging(req, (L > 1 ? 2 : 1) * N * sizeof(float));
+        h = p->hstage = terse__req_scratch2(req, (L > 1 ? 2 : 1) * N * sizeof(float));
         if (!h)
             return req->status;
         gather_inputs(p, h);
@@ -128,14 +118,17 @@ static terse_status_t leader_progress(terse_request_h req)
         if (st != TERSE_OK)
             return st;
         req->state[15] = PH_DOWN;
-        if (L > 1) {
-            for (int i = 1; i < L; i++) {
-                terse__req_send(req, locals[i], STEP_OUT, p->out, N * sizeof(float));
-                if (p->any_werr)
-                    terse__req_send(req, locals[i], STEP_WERR, p->werr, N * sizeof(float));
-            }
-            return TERSE_INPROGRESS;
+        for (int i = 1; i < L; i++) {
+            terse__req_send(req, locals[i], STEP_OUT, p->out, N * sizeof(float));
+            if (p->any_werr)
+                terse__req_send(req, locals[i], STEP_WERR, p->werr, N * sizeof(float));
         }
+        if (L > 1)
+            return TERSE_INPROGRESS;
+        /* fall through */
+    case PH_DOWN:
+        if (confirm_all(req) != TERSE_OK)
+            return req->status;
         /* fall through */
     default:
         p->defer_commit = 0;

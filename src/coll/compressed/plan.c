@@ -40,8 +40,6 @@ void terse__cplan_cleanup(terse_request_h req)
     terse__free(p->wseg_off);
     terse__free(p->rbuf);
     terse__free((void *)p->peer);
-    if (p->hier_slot >= 0)
-        req->comm->pool_used[p->hier_slot] = 0;
     terse__free(p);
     req->algo_data = NULL;
 }
@@ -53,7 +51,6 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     if (!p)
         return TERSE_ERR_NO_MEMORY;
     req->algo_data = p;
-    p->hier_slot = -1;
     p->c = params->compressor;
     p->double_way = (params->field_mask & TERSE_CALLREDUCE_FIELD_DOUBLE_WAY) && params->double_way;
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
