@@ -365,6 +365,82 @@ static void test_corrupt(terse_comm_h comm)
     set_algo("auto");
 }
 
+/* An EF state under test and its twin, which never sees the failed calls: after a failure
+ * both must keep stepping to the same bits (SAEF, double-way, averaging every 3 steps). */
+typedef struct ef_case {
+    terse_ef_h ef, twin;
+    bufs_t b, c;
+    const float *d[NT];
+    float *u[NT], *u2[NT];
+    size_t len;
+    uint8_t *s0, *s1, *s2;
+} ef_case_t;
+
+static void ef_case_open(terse_comm_h comm, ef_case_t *e, const char *spec)
+{
+    static const size_t cnt[NT] = {1000, 37, 1, 513};
+    terse_ef_params_t prm = {.field_mask = TERSE_EF_FIELD_DOUBLE_WAY | TERSE_EF_FIELD_PERIOD,
+                             .mode = TERSE_EF_MODE_SAEF, .ntensors = NT, .ids = ids,
+                             .counts = cnt, .period = 3, .double_way = 1};
+    memset(e, 0, sizeof(*e));
+    CHECK(terse_compressor_parse(spec, &prm.compressor) == TERSE_OK, "parse %s", spec);
+    CHECK(terse_ef_create(comm, &prm, &e->ef) == TERSE_OK && terse_ef_create(comm, &prm, &e->twin) == TERSE_OK,
+          "ef create");
+    alloc_bufs(&e->b);
+    alloc_bufs(&e->c);
+    for (int j = 0; j < NT; j++)
+        e->d[j] = e->b.in[j], e->u[j] = e->b.out[j], e->u2[j] = e->c.out[j];
+    e->len = terse_ef_save_size(e->ef);
+    e->s0 = malloc(e->len), e->s1 = malloc(e->len), e->s2 = malloc(e->len);
+}
+
+/* A failing exchange on e->ef: every rank fails naming @sender, the state is unchanged. */
+static void ef_case_fail(terse_comm_h comm, ef_case_t *e, int sender, const char *fault, const char *what)
+{
+    size_t w;
+    CHECK(terse_ef_prepare(e->ef, NULL, NULL) == TERSE_OK, "prepare");
+    terse_ef_save(e->ef, e->s0, e->len, &w);
+    uint64_t step = terse_ef_step(e->ef);
+    inject_next(comm, sender, fault);
+    terse_status_t st = terse_ef_exchange(e->ef, e->d, e->u);
+    inject_next(comm, 0, NULL);
+    expect_corrupt(comm, st, sender, what);
+    terse_ef_save(e->ef, e->s1, e->len, &w);
+    CHECK(!memcmp(e->s0, e->s1, e->len), "%s: a failed exchange changed the EF state", what);
+    untouched(&e->b, what);
+    CHECK(terse_ef_step(e->ef) == step, "%s: step %llu after a failed exchange", what,
+          (unsigned long long)terse_ef_step(e->ef));
+}
+
+/* One good step on both states: the same update bits, identical across ranks. */
+static void ef_case_step(terse_comm_h comm, ef_case_t *e, int t, const char *what)
+{
+    CHECK(terse_ef_prepare(e->ef, NULL, NULL) == TERSE_OK && terse_ef_prepare(e->twin, NULL, NULL) == TERSE_OK,
+          "prepare");
+    CHECK(terse_ef_exchange(e->ef, e->d, e->u) == TERSE_OK, "%s step %d: %s", what, t, terse_comm_last_error(comm));
+    CHECK(terse_ef_exchange(e->twin, e->d, e->u2) == TERSE_OK, "%s twin step %d: %s", what, t,
+          terse_comm_last_error(comm));
+    for (int j = 0; j < NT; j++)
+        CHECK(!memcmp(e->b.out[j], e->c.out[j], sizes[j] * 4), "%s step %d: tensor %d differs from the twin",
+              what, t, j);
+    CHECK(test_identical(e->b.out[0], sizes[0] * 4), "%s step %d: update differs across ranks", what, t);
+}
+
+static void ef_case_close(ef_case_t *e, const char *what)
+{
+    size_t w;
+    terse_ef_save(e->ef, e->s1, e->len, &w);
+    terse_ef_save(e->twin, e->s2, e->len, &w);
+    CHECK(!memcmp(e->s1, e->s2, e->len), "%s: EF state differs from the twin's after the failure", what);
+    free(e->s0);
+    free(e->s1);
+    free(e->s2);
+    free_bufs(&e->b);
+    free_bufs(&e->c);
+    terse_ef_destroy(e->ef);
+    terse_ef_destroy(e->twin);
+}
+
 /* Error feedback around a corrupt exchange: the state (terse_ef_save bytes) and the update
  * buffers stay as they were, and the next exchange gives the bits of a twin state that never
  * saw the failed call. */
@@ -372,65 +448,19 @@ static void test_ef_corrupt(terse_comm_h comm)
 {
     if (test_size == 1)
         return;
-    static const size_t cnt[NT] = {1000, 37, 1, 513};
     for (int a = 0; a < NALGO - 1; a++) {
         int sign = !strncmp(algos[a], "sign", 4), dense = !strcmp(algos[a], "dense");
+        ef_case_t e;
         set_algo(algos[a]);
-        terse_ef_params_t prm = {.field_mask = TERSE_EF_FIELD_DOUBLE_WAY | TERSE_EF_FIELD_PERIOD,
-                                 .mode = TERSE_EF_MODE_SAEF, .ntensors = NT, .ids = ids,
-                                 .counts = cnt, .period = 3, .double_way = 1};
-        CHECK(terse_compressor_parse(sign ? "sign,block=100" : "topk:0.1,block=64",
-                                     &prm.compressor) == TERSE_OK, "parse");
-        terse_ef_h ef = NULL, twin = NULL;
-        CHECK(terse_ef_create(comm, &prm, &ef) == TERSE_OK && terse_ef_create(comm, &prm, &twin) == TERSE_OK,
-              "ef create");
-        bufs_t b, c;
-        alloc_bufs(&b);
-        alloc_bufs(&c);
-        const float *d[NT];
-        float *u[NT], *u2[NT];
-        for (int j = 0; j < NT; j++)
-            d[j] = b.in[j], u[j] = b.out[j], u2[j] = c.out[j];
-        size_t len = terse_ef_save_size(ef), w;
-        uint8_t *s0 = malloc(len), *s1 = malloc(len), *s2 = malloc(len);
+        ef_case_open(comm, &e, sign ? "sign,block=100" : "topk:0.1,block=64");
         for (int t = 0; t < 4; t++) {
-            fill(&b, test_rank, 10 + t);
-            if (t == 2) {
-                /* the failed call, on ef only */
-                CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK, "prepare");
-                terse_ef_save(ef, s0, len, &w);
-                int sender = (a + 1) % test_size;
-                inject_next(comm, sender, dense ? "truncate:len=4" : "corrupt:at=0,len=8");
-                terse_status_t st = terse_ef_exchange(ef, d, u);
-                inject_next(comm, 0, NULL);
-                expect_corrupt(comm, st, sender, algos[a]);
-                terse_ef_save(ef, s1, len, &w);
-                CHECK(!memcmp(s0, s1, len), "%s: a failed exchange changed the EF state", algos[a]);
-                untouched(&b, "ef exchange");
-                CHECK(terse_ef_step(ef) == 2, "%s: step %llu after a failed exchange", algos[a],
-                      (unsigned long long)terse_ef_step(ef));
-            }
-            CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK && terse_ef_prepare(twin, NULL, NULL) == TERSE_OK,
-                  "prepare");
-            terse_status_t st = terse_ef_exchange(ef, d, u);
-            CHECK(st == TERSE_OK, "%s step %d: %s", algos[a], t, terse_comm_last_error(comm));
-            st = terse_ef_exchange(twin, d, u2);
-            CHECK(st == TERSE_OK, "%s twin step %d: %s", algos[a], t, terse_comm_last_error(comm));
-            for (int j = 0; j < NT; j++)
-                CHECK(!memcmp(b.out[j], c.out[j], sizes[j] * 4), "%s step %d: tensor %d differs from the twin",
-                      algos[a], t, j);
-            CHECK(test_identical(b.out[0], sizes[0] * 4), "%s step %d: update differs across ranks", algos[a], t);
+            fill(&e.b, test_rank, 10 + t);
+            if (t == 2) /* the failed call, on ef only */
+                ef_case_fail(comm, &e, (a + 1) % test_size,
+                             dense ? "truncate:len=4" : "corrupt:at=0,len=8", algos[a]);
+            ef_case_step(comm, &e, t, algos[a]);
         }
-        terse_ef_save(ef, s1, len, &w);
-        terse_ef_save(twin, s2, len, &w);
-        CHECK(!memcmp(s1, s2, len), "%s: EF state differs from the twin's after the failure", algos[a]);
-        free(s0);
-        free(s1);
-        free(s2);
-        free_bufs(&b);
-        free_bufs(&c);
-        terse_ef_destroy(ef);
-        terse_ef_destroy(twin);
+        ef_case_close(&e, algos[a]);
     }
     set_algo("auto");
 }
@@ -453,50 +483,15 @@ static void test_hier_faults(terse_comm_h comm)
         CHECK(test_size != 4, "hier_faults wants 2 ranks per host, got %d", comm->local_size);
         return;
     }
-    static const size_t cnt[NT] = {1000, 37, 1, 513};
-    terse_ef_params_t prm = {.field_mask = TERSE_EF_FIELD_DOUBLE_WAY | TERSE_EF_FIELD_PERIOD,
-                             .mode = TERSE_EF_MODE_SAEF, .ntensors = NT, .ids = ids,
-                             .counts = cnt, .period = 3, .double_way = 1};
-    CHECK(terse_compressor_parse("topk:0.1,block=64", &prm.compressor) == TERSE_OK, "parse");
-    terse_ef_h ef = NULL, twin = NULL;
-    CHECK(terse_ef_create(comm, &prm, &ef) == TERSE_OK && terse_ef_create(comm, &prm, &twin) == TERSE_OK,
-          "ef create");
-    bufs_t b, c;
-    alloc_bufs(&b);
-    alloc_bufs(&c);
-    const float *d[NT];
-    float *u[NT], *u2[NT];
-    for (int j = 0; j < NT; j++)
-        d[j] = b.in[j], u[j] = b.out[j], u2[j] = c.out[j];
-    size_t len = terse_ef_save_size(ef), w;
-    uint8_t *s0 = malloc(len), *s1 = malloc(len);
+    ef_case_t e;
+    ef_case_open(comm, &e, "topk:0.1,block=64");
     for (int t = 0; t < 4; t++) {
-        fill(&b, test_rank, 20 + t);
-        for (size_t f = 0; t == 1 && f < sizeof(faults) / sizeof(faults[0]); f++) {
-            CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK, "prepare");
-            terse_ef_save(ef, s0, len, &w);
-            inject_next(comm, faults[f].sender, faults[f].fault);
-            terse_status_t st = terse_ef_exchange(ef, d, u);
-            inject_next(comm, 0, NULL);
-            expect_corrupt(comm, st, faults[f].sender, faults[f].fault);
-            terse_ef_save(ef, s1, len, &w);
-            CHECK(!memcmp(s0, s1, len), "%s: a failed exchange changed the EF state", faults[f].fault);
-            untouched(&b, faults[f].fault);
-        }
-        CHECK(terse_ef_prepare(ef, NULL, NULL) == TERSE_OK && terse_ef_prepare(twin, NULL, NULL) == TERSE_OK,
-              "prepare");
-        CHECK(terse_ef_exchange(ef, d, u) == TERSE_OK, "step %d: %s", t, terse_comm_last_error(comm));
-        CHECK(terse_ef_exchange(twin, d, u2) == TERSE_OK, "twin step %d: %s", t, terse_comm_last_error(comm));
-        for (int j = 0; j < NT; j++)
-            CHECK(!memcmp(b.out[j], c.out[j], sizes[j] * 4), "step %d: tensor %d differs from the twin", t, j);
-        CHECK(test_identical(b.out[0], sizes[0] * 4), "step %d: update differs across ranks", t);
+        fill(&e.b, test_rank, 20 + t);
+        for (size_t f = 0; t == 1 && f < sizeof(faults) / sizeof(faults[0]); f++)
+            ef_case_fail(comm, &e, faults[f].sender, faults[f].fault, faults[f].fault);
+        ef_case_step(comm, &e, t, "hier");
     }
-    free(s0);
-    free(s1);
-    free_bufs(&b);
-    free_bufs(&c);
-    terse_ef_destroy(ef);
-    terse_ef_destroy(twin);
+    ef_case_close(&e, "hier");
 }
 
 int main(int argc, char **argv)
