@@ -43,13 +43,16 @@ static terse_status_t group_hosts(terse_comm_h comm, terse__bootstrap_t *bs)
     return TERSE_OK;
 }
 
-/* Where this rank's progress thread and buffers should live (warns and runs unbound on any
- * trouble: placement is an optimisation, never a reason to fail). */
+/* Where this rank's progress thread and buffers should live, and which NIC it drives (warns
+ * and runs unbound on any trouble: placement is an optimisation, never a reason to fail).
+ * Runs before the transport exists: the plan's rail restricts the UCX context. The pooled
+ * scratch buffers get the plan's NUMA-local allocator here. */
 static void plan_placement(terse_comm_h comm)
 {
     char devs[16][64];
     const char *names[16];
-    size_t n = terse__tp_net_devices(devs, 16);
+    int from_user = 0;
+    size_t n = terse__tp_planning_devices(devs, 16, &from_user);
     for (size_t i = 0; i < n; i++)
         names[i] = devs[i];
     comm->topo = terse__topo_load(NULL);
@@ -57,16 +60,30 @@ static void plan_placement(terse_comm_h comm)
         .allowed = NULL,
         .nics = names,
         .num_nics = n,
+        .nics_from_user = from_user,
         .local_rank = comm->local_rank,
         .local_size = comm->local_size,
         .bind = terse__config()->bind,
     };
     if (terse__topo_plan(comm->topo, &treq, &comm->plan) == TERSE_OK) {
         comm->has_plan = 1;
-        char line[256];
+        const terse__allocator_t *a = terse__topo_plan_allocator(comm->topo, &comm->plan);
+        for (int i = 0; i < TERSE_POOL_MAX; i++)
+            comm->pool[i].allocator = a;
+        char line[512];
         terse__topo_plan_string(&comm->plan, line, sizeof(line));
         terse_log_info("rank %d placement: %s", comm->rank, line);
     }
+}
+
+/* Drops what plan_placement made (error paths and destroy). */
+static void release_placement(terse_comm_h comm)
+{
+    if (comm->has_plan)
+        terse__topo_plan_release(&comm->plan);
+    comm->has_plan = 0;
+    terse__topo_release(comm->topo);
+    comm->topo = NULL;
 }
 
 static void post_abort_recv(terse_comm_h comm)
@@ -206,12 +223,15 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
     }
     for (int i = 0; i < comm->size; i++)
         same_host[i] = comm->host_of[i] == comm->cross_rank;
-    st = terse__tp_init(&comm->tp, &bs, same_host, err, sizeof(err));
+    plan_placement(comm);
+    st = terse__tp_init(&comm->tp, &bs, same_host,
+                        comm->has_plan ? comm->plan.ucx_net_devices : NULL, err, sizeof(err));
     terse__free(same_host);
     if (st != TERSE_OK) {
         terse_log_error("rank %d: transport setup failed: %s", bs.rank, err);
         goto err_comm;
     }
+    comm->tp.slab_allocator = comm->has_plan ? &comm->plan.allocator : NULL;
     /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
      * barrier that guarantees it. */
     int dummy = 0, *all = terse__calloc((size_t)bs.size, sizeof(int), "setup barrier");
@@ -223,7 +243,6 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
     }
     terse__bootstrap_close(&bs);
     post_abort_recv(comm);
-    plan_placement(comm);
 
     int want_thread = (mask & TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD) ? params->progress_thread
                                                                        : cfg->progress_thread;
@@ -242,6 +261,7 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
 err_tp:
     terse__tp_fini(&comm->tp);
 err_comm:
+    release_placement(comm);
     terse__hostgroup_release(&comm->hosts);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
@@ -293,9 +313,7 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
     pthread_mutex_unlock(&comm->lock);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
-    if (comm->has_plan)
-        terse__topo_plan_release(&comm->plan);
-    terse__topo_release(comm->topo);
+    release_placement(comm);
     terse__hostgroup_release(&comm->hosts);
     terse__free(comm);
     return TERSE_OK;

@@ -48,6 +48,13 @@ void *terse__alloc_scratch(size_t size, const char *what)
     return p;
 }
 
+void *terse__alloc_scratch_with(const terse__allocator_t *a, size_t size, const char *what)
+{
+    if (a && a->alloc)
+        return a->alloc(a->ctx, size ? size : 1, what);
+    return terse__alloc_scratch(size, what);
+}
+
 void terse__free_scratch(void *p, size_t size)
 {
     if (p)
@@ -62,7 +69,8 @@ int terse__buf_reserve(terse__buf_t *buf, size_t size)
     size_t want = buf->size ? buf->size : 4096;
     while (want < size)
         want *= 2;
-    void *p = terse__alloc_scratch(want, buf->what ? buf->what : "scratch buffer");
+    void *p =
+        terse__alloc_scratch_with(buf->allocator, want, buf->what ? buf->what : "scratch buffer");
     if (!p)
         return -1;
     terse__free_scratch(buf->ptr, buf->size);

@@ -39,9 +39,11 @@ void terse_ef_destroy(terse_ef_h ef)
     terse__free(ef->ids);
     terse__free(ef->counts);
     terse__free(ef->off);
-    terse__free(ef->ek);
-    terse__free(ef->es);
-    terse__free(ef->stage);
+    /* NUMA-placed scratch (see create): freeing needs neither the comm nor its plan */
+    size_t bytes = (ef->N ? ef->N : 1) * sizeof(float);
+    terse__free_scratch(ef->ek, bytes);
+    terse__free_scratch(ef->es, bytes);
+    terse__free_scratch(ef->stage, bytes);
     terse__free(ef->ct);
     terse__free(ef);
 }
@@ -79,11 +81,13 @@ terse_status_t terse_ef_create(terse_comm_h comm, const terse_ef_params_t *prm, 
     }
     ef->N = ef->off[ef->nt];
     size_t bytes = (ef->N ? ef->N : 1) * sizeof(float);
-    ef->stage = terse__calloc(1, bytes, "error-feedback staging");
+    /* Zeroed, pre-faulted, on the NUMA node the communicator's plan chose (its NIC's) */
+    const terse__allocator_t *na = comm->has_plan ? &comm->plan.allocator : NULL;
+    ef->stage = terse__alloc_scratch_with(na, bytes, "error-feedback staging");
     if (ef->mode != TERSE_EF_MODE_NONE)
-        ef->ek = terse__calloc(1, bytes, "worker errors e_k");
+        ef->ek = terse__alloc_scratch_with(na, bytes, "worker errors e_k");
     if (ef->double_way)
-        ef->es = terse__calloc(1, bytes, "server errors e_s");
+        ef->es = terse__alloc_scratch_with(na, bytes, "server errors e_s");
     if (!ef->stage || (ef->mode != TERSE_EF_MODE_NONE && !ef->ek) || (ef->double_way && !ef->es))
         goto err_nomem;
     *ef_p = ef;

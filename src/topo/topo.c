@@ -6,12 +6,18 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels answer EINVAL */
+#endif
 
 /* The machine's topology is loaded once per process and kept: a load scans sysfs for every PCI
  * device and takes tens of milliseconds on large hosts, and the answer cannot change while we
@@ -138,6 +144,12 @@ void terse__topo_nic_fill(const terse__topo_t *t, hwloc_obj_t o, terse__topo_nic
         if (p->type != HWLOC_OBJ_OS_DEVICE)
             break;
     }
+    nic->rdma = o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS;
+    for (hwloc_obj_t c = nic->pci ? nic->pci->io_first_child : NULL; c && !nic->rdma;
+         c = c->next_sibling) {
+        nic->rdma =
+            c->type == HWLOC_OBJ_OS_DEVICE && c->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS;
+    }
     nic->ancestor = hwloc_get_non_io_ancestor_obj(t->hwloc, o);
     nic->cpuset = nic->ancestor->cpuset;
     nic->nodeset = nic->ancestor->nodeset;
@@ -160,6 +172,28 @@ terse_status_t terse__topo_nic_lookup(const terse__topo_t *t, const char *name,
     }
     terse_log_debug("network device '%s' not found in the topology of %s", name, t->source);
     return TERSE_ERR_INVALID_ARG;
+}
+
+int terse__topo_nic_is_virtual(const terse__topo_t *t, const char *name)
+{
+    static const char *const classes[] = {"/sys/class/net", "/sys/class/infiniband"};
+    if (!t || !t->this_system || !name || !name[0])
+        return 0;
+    size_t len = base_name_len(name);
+    if (len == 0 || len > NAME_MAX || memchr(name, '/', len) || (len <= 2 && name[0] == '.'))
+        return 0;
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%.*s", classes[i], (int)len, name);
+        if (stat(path, &st) != 0)
+            continue;
+        /* Hardware devices link to their bus device; virtual ones live under
+         * /sys/devices/virtual and have no "device" entry. */
+        snprintf(path, sizeof(path), "%s/%.*s/device", classes[i], (int)len, name);
+        return stat(path, &st) != 0;
+    }
+    return 0;
 }
 
 size_t terse__topo_nic_names(const terse__topo_t *t, const char **names, size_t max)
@@ -208,10 +242,30 @@ terse_status_t terse__topo_bind_worker(const terse__topo_t *t, const terse__topo
     return bind_to(t, plan->worker_cpus, "compression worker");
 }
 
+/* Faults in every page of [p, p + len) now. The kernel does it in one call where it can
+ * (MADV_POPULATE_WRITE honours the area's memory policy, so pages are born on the bound node);
+ * otherwise one write per page. */
+static void populate(void *p, size_t len)
+{
+    if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t step = page > 0 ? (size_t)page : 4096;
+    for (size_t off = 0; off < len; off += step)
+        ((volatile char *)p)[off] = 0;
+}
+
 void *terse__topo_alloc(const terse__topo_t *t, const terse__topo_plan_t *plan, size_t size,
                         const char *what)
 {
     size_t len = size ? size : 1;
+    if (!t || !plan || !plan->bind_memory || !t->this_system) {
+        terse_log_debug("%s: %zu bytes, default placement (%s)", what, len,
+                        !t                            ? "no topology"
+                        : !plan || !plan->bind_memory ? "plan binds no memory"
+                                                      : "topology is not this machine's");
+        return terse__alloc_scratch(len, what); /* MAP_POPULATE: fastest pre-faulting */
+    }
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         terse_log_error("failed to map %zu bytes for %s: %m", len, what);
@@ -220,25 +274,37 @@ void *terse__topo_alloc(const terse__topo_t *t, const terse__topo_plan_t *plan, 
     /* Bind before the first touch so pages are born on the node (no migration). Without
      * HWLOC_MEMBIND_STRICT hwloc asks Linux for a preferred node, so a full node falls back to
      * another instead of failing the allocation. */
-    if (t && plan && plan->bind_memory && t->this_system &&
-        hwloc_set_area_membind(t->hwloc, p, len, plan->nodeset, HWLOC_MEMBIND_BIND,
-                               HWLOC_MEMBIND_BYNODESET) != 0) {
+    if (hwloc_set_area_membind(t->hwloc, p, len, plan->nodeset, HWLOC_MEMBIND_BIND,
+                               HWLOC_MEMBIND_BYNODESET) != 0)
         terse_log_debug("cannot bind %s to numa node %d (%m); default placement", what,
                         plan->numa_os_index);
-    }
     /* Pre-fault: first touch costs ~11 us per page on some VMs; pay it here, not in the hot
      * path (same contract as terse__alloc_scratch). */
-    long page = sysconf(_SC_PAGESIZE);
-    size_t step = page > 0 ? (size_t)page : 4096;
-    for (size_t off = 0; off < len; off += step)
-        ((volatile char *)p)[off] = 0;
+    populate(p, len);
     return p;
 }
 
 void terse__topo_free(const terse__topo_t *t, void *p, size_t size)
 {
-    if (p)
-        munmap(p, size ? size : 1);
+    (void)t;
+    terse__free_scratch(p, size);
+}
+
+static void *plan_alloc(void *ctx, size_t size, const char *what)
+{
+    const terse__topo_plan_t *plan = ctx;
+    return terse__topo_alloc(plan->topo, plan, size, what);
+}
+
+const terse__allocator_t *terse__topo_plan_allocator(const terse__topo_t *t,
+                                                     terse__topo_plan_t *plan)
+{
+    if (!plan)
+        return NULL;
+    plan->topo = t;
+    plan->allocator.alloc = plan_alloc;
+    plan->allocator.ctx = plan;
+    return &plan->allocator;
 }
 
 int terse__topo_numa_of(const terse__topo_t *t, const void *p)

@@ -15,6 +15,8 @@
 
 #include <terse/status.h>
 
+#include "core/alloc.h"
+
 #include <hwloc.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -53,6 +55,7 @@ typedef struct terse__topo_nic {
     hwloc_const_cpuset_t cpuset;     /* cores near it (ancestor's cpuset) */
     hwloc_const_nodeset_t nodeset;   /* NUMA nodes near it */
     int numa_os_index;               /* its NUMA node, -1 when the locality spans several */
+    int rdma;                        /* 1: an OpenFabrics (RDMA) device, or a port of one */
 } terse__topo_nic_t;
 
 /**
@@ -63,6 +66,14 @@ typedef struct terse__topo_nic {
  */
 terse_status_t terse__topo_nic_lookup(const terse__topo_t *t, const char *name,
                                       terse__topo_nic_t *nic_p);
+
+/**
+ * 1 when @name (a trailing ":<port>" ignored) is a virtual device of this machine: it exists in
+ * /sys/class/net or /sys/class/infiniband but has no hardware device behind it (veth, bridges,
+ * ifb, lo, soft RoCE), so no topology can place it. 0 otherwise, and always 0 for a topology
+ * that is not this system (an XML file says nothing about this machine's sysfs).
+ */
+int terse__topo_nic_is_virtual(const terse__topo_t *t, const char *name);
 
 /* Network/OpenFabrics OS devices of the topology, in hwloc order: fills up to @max names
  * (pointers into the topology) and returns how many exist. For terse_info and tests. */
@@ -75,9 +86,11 @@ typedef struct terse__topo_request {
     hwloc_const_cpuset_t allowed;
     const char *const *nics; /* device names UCX uses for the communicator (may repeat) */
     size_t num_nics;
-    int local_rank;   /* this rank's index among the ranks of its host */
-    int local_size;   /* ranks on this host (>= 1) */
-    const char *bind; /* TERSE_BIND value: "auto" | "none" | "<cpulist>"; NULL = "auto" */
+    int nics_from_user; /* 1: the names are the user's (UCX_NET_DEVICES): warn for any that
+                         * names no device; 0: UCX reported them (virtual ones stay quiet) */
+    int local_rank;     /* this rank's index among the ranks of its host */
+    int local_size;     /* ranks on this host (>= 1) */
+    const char *bind;   /* TERSE_BIND value: "auto" | "none" | "<cpulist>"; NULL = "auto" */
 } terse__topo_request_t;
 
 typedef enum terse__topo_mode {
@@ -102,10 +115,21 @@ typedef struct terse__topo_plan {
     hwloc_bitmap_t worker_cpus;      /* compression workers: near cores inside allowed */
     hwloc_bitmap_t nodeset;          /* buffers' NUMA node; empty when not binding memory */
     char reason[160];                /* one line: why this plan (shown by terse_info) */
+    /* Multi-rail: the UCX_NET_DEVICES value that keeps UCX on this rank's rail (every request
+     * name of that device, "mlx5_0:1,ib0"), "" when there is nothing to restrict: fewer than
+     * two rails of the best kind on the host, or TERSE_BIND=none. The communicator applies it
+     * unless the user set UCX_NET_DEVICES. */
+    char ucx_net_devices[256];
+    /* Filled by terse__topo_plan_allocator(); not by the planner. */
+    terse__allocator_t allocator;
+    const terse__topo_t *topo;
 } terse__topo_plan_t;
 
 /**
  * Chooses where this rank's threads and buffers go.
+ * Rails: when some of the devices are RDMA-capable (an OpenFabrics device on the PCI function),
+ * only those are spread over; plain Ethernet ports (a management NIC next to an HCA) are used
+ * only on hosts without RDMA devices.
  * Bad input (unknown devices, a TERSE_BIND list that is unparsable or outside the allowed
  * cpuset) gives a warning naming the value and an unbound plan; so does a missing topology
  * (@t NULL). Returns TERSE_OK with @plan_p filled (release it), or TERSE_ERR_INVALID_ARG for a
@@ -135,7 +159,18 @@ terse_status_t terse__topo_bind_worker(const terse__topo_t *t, const terse__topo
  */
 void *terse__topo_alloc(const terse__topo_t *t, const terse__topo_plan_t *plan, size_t size,
                         const char *what);
+/* Same as terse__free_scratch(@p, @size): @t may be NULL or gone. */
 void terse__topo_free(const terse__topo_t *t, void *p, size_t size);
+
+/**
+ * An allocator (core/alloc.h) that gives terse__topo_alloc(@t, @plan, ...) memory, for the
+ * communicator's pooled scratch, RMA slabs and error-feedback buffers. Stored in @plan, which
+ * must stay where it is while the allocator is used; memory it gave is freed with
+ * terse__free_scratch and may outlive the plan. @t NULL or a plan that binds no memory: plain
+ * pre-faulted memory. Returns &plan->allocator (NULL for a NULL @plan).
+ */
+const terse__allocator_t *terse__topo_plan_allocator(const terse__topo_t *t,
+                                                     terse__topo_plan_t *plan);
 
 /* The NUMA node (os index) where the page at @p lives, -1 if unknown. For tests and logs. */
 int terse__topo_numa_of(const terse__topo_t *t, const void *p);

@@ -2,10 +2,17 @@
  * The planner: (topology, allowed cpuset, NIC names, local rank/size, TERSE_BIND) -> plan.
  *
  * Rails. The devices UCX uses are resolved to hwloc OS devices; names that reach the same PCI
- * function ("ib0" and "mlx4_0:1") are one rail. Rails near this rank (their cores meet its
- * allowed cpuset) are the candidates, ordered so that consecutive ones sit on different NUMA
- * nodes; local rank r takes candidate r mod count. Ranks of an unbound host thus spread over
- * all NICs and all NUMA nodes before two share a NIC.
+ * function ("ib0" and "mlx4_0:1") are one rail. When some rails are RDMA-capable only those
+ * count (a 1 GbE management port next to an HCA is no rail to spread over). Rails near this
+ * rank (their cores meet its allowed cpuset) are the candidates, ordered so that consecutive
+ * ones sit on different NUMA nodes; local rank r takes candidate r mod count. Ranks of an
+ * unbound host thus spread over all NICs and all NUMA nodes before two share a NIC. With two
+ * rails or more the plan names the UCX_NET_DEVICES value that keeps UCX on the chosen one.
+ *
+ * Names that resolve to nothing: virtual devices of this machine (veth in a network
+ * namespace, bridges, ifb) cannot be placed by anyone and are only logged at debug level;
+ * devices UCX reports that the topology lacks are warned about once per host (local rank 0);
+ * names the user gave (UCX_NET_DEVICES) that name no device are warned about by every rank.
  *
  * Cores. Among the ranks that got a rail on the same locality, this rank's slot s picks the
  * s-th allowed core in nearest-first order (under the NIC's attach point, then under its
@@ -33,6 +40,16 @@ typedef struct rail {
     size_t name_index; /* first request name that resolved to it */
     int group;         /* locality group: rails with the same ancestor share one */
 } rail_t;
+
+#define NO_RAIL ((size_t)-1)
+
+/* What resolving the request's names found. */
+typedef struct rail_scan {
+    size_t nrails;
+    size_t *name_rail; /* per request name: its rail, NO_RAIL when unresolved */
+    size_t nvirtual;   /* names of virtual devices (never placeable) */
+    size_t nmissing;   /* other names that resolved to nothing */
+} rail_scan_t;
 
 static char *set_string(hwloc_const_bitmap_t set)
 {
@@ -106,8 +123,46 @@ static void compute_allowed(const terse__topo_t *t, const terse__topo_request_t 
     hwloc_bitmap_copy(allowed, topo_allowed);
 }
 
-/* Resolves request names to distinct rails. Returns the count; warns for unknown names. */
-static size_t resolve_rails(const terse__topo_t *t, const terse__topo_request_t *req, rail_t *rails)
+/* Says why @name cannot be placed, as loud as it deserves (see the top of this file). */
+static void report_unplaced(const terse__topo_t *t, const terse__topo_request_t *req,
+                            const char *name, int has_io, rail_scan_t *scan)
+{
+    if (terse__topo_nic_is_virtual(t, name)) {
+        terse_log_debug("network device '%s' is virtual (no hardware device behind it); not used "
+                        "for placement",
+                        name);
+        scan->nvirtual++;
+        return;
+    }
+    scan->nmissing++;
+    if (req->nics_from_user) {
+        if (has_io)
+            terse_log_warn("network device '%s' (UCX_NET_DEVICES) names no network device of %s; "
+                           "ignoring it for placement",
+                           name, t->source);
+        else
+            terse_log_warn("network device '%s' (UCX_NET_DEVICES) cannot be placed: the topology "
+                           "of %s has no i/o information",
+                           name, t->source);
+        return;
+    }
+    /* UCX found it, so it exists: every rank of the host would say the same. */
+    if (req->local_rank != 0) {
+        terse_log_debug("network device '%s' is not in the topology of %s", name, t->source);
+    } else if (has_io) {
+        terse_log_warn("network device '%s' is not in the topology of %s; ignoring it for "
+                       "placement",
+                       name, t->source);
+    } else {
+        terse_log_warn("network device '%s' cannot be placed: the topology of %s has no i/o "
+                       "information",
+                       name, t->source);
+    }
+}
+
+/* Resolves request names to distinct rails (fills @scan). */
+static void resolve_rails(const terse__topo_t *t, const terse__topo_request_t *req, rail_t *rails,
+                          rail_scan_t *scan)
 {
     size_t n = 0;
     int ngroups = 0;
@@ -117,17 +172,11 @@ static size_t resolve_rails(const terse__topo_t *t, const terse__topo_request_t 
     for (size_t i = 0; i < req->num_nics; i++) {
         const char *name = req->nics[i];
         terse__topo_nic_t nic;
+        scan->name_rail[i] = NO_RAIL;
         if (!name || !name[0])
             continue;
         if (terse__topo_nic_lookup(t, name, &nic) != TERSE_OK) {
-            if (has_io)
-                terse_log_warn("network device '%s' is not in the topology of %s; ignoring it "
-                               "for placement",
-                               name, t->source);
-            else
-                terse_log_warn("network device '%s' cannot be placed: the topology of %s has no "
-                               "i/o information",
-                               name, t->source);
+            report_unplaced(t, req, name, has_io, scan);
             continue;
         }
         size_t k;
@@ -135,8 +184,11 @@ static size_t resolve_rails(const terse__topo_t *t, const terse__topo_request_t 
             if (rails[k].nic.obj == nic.obj || (nic.pci && rails[k].nic.pci == nic.pci))
                 break;
         }
-        if (k < n)
-            continue; /* another name of a device we have (ib0 and mlx4_0 on one HCA) */
+        scan->name_rail[i] = k;
+        if (k < n) { /* another name of a device we have (ib0 and mlx4_0 on one HCA) */
+            rails[k].nic.rdma |= nic.rdma;
+            continue;
+        }
         rails[n].nic = nic;
         rails[n].name_index = i;
         rails[n].group = -1;
@@ -150,7 +202,28 @@ static size_t resolve_rails(const terse__topo_t *t, const terse__topo_request_t 
             rails[n].group = ngroups++;
         n++;
     }
-    return n;
+    scan->nrails = n;
+}
+
+/* The UCX_NET_DEVICES value for rail @r: every request name that resolved to it. */
+static void rail_devices(const terse__topo_request_t *req, const rail_scan_t *scan, size_t r,
+                         char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < req->num_nics; i++) {
+        if (scan->name_rail[i] != r)
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = scan->name_rail[j] == r && !strcmp(req->nics[j], req->nics[i]);
+        if (dup)
+            continue;
+        size_t need = strlen(req->nics[i]) + (used ? 1 : 0);
+        if (used + need >= len)
+            break; /* never a partial name; the first always fits (names are short) */
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "", req->nics[i]);
+    }
 }
 
 /* Orders @cand (indices into rails) round-robin over locality groups, keeping request order
@@ -358,6 +431,7 @@ terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_reques
     terse__topo_plan_t plan;
     rail_t *rails = NULL;
     size_t *cand = NULL;
+    rail_scan_t scan = {0};
 
     if (!req || !plan_p || req->local_size < 1 || req->local_rank < 0 ||
         req->local_rank >= req->local_size || (req->num_nics && !req->nics)) {
@@ -392,16 +466,27 @@ terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_reques
     /* Choose the rail in every mode: which NIC a rank drives matters even when unbound. */
     rails = terse__calloc(req->num_nics + 1, sizeof(*rails), "topology rails");
     cand = terse__calloc(2 * (req->num_nics + 1), sizeof(*cand), "topology rail candidates");
-    if (!rails || !cand)
+    scan.name_rail = terse__calloc(req->num_nics + 1, sizeof(size_t), "topology rail names");
+    if (!rails || !cand || !scan.name_rail)
         goto err_nomem;
-    size_t nrails = resolve_rails(t, req, rails), ncand = 0;
+    resolve_rails(t, req, rails, &scan);
+    size_t nrails = scan.nrails, ncand = 0, nclass = 0;
+    int any_rdma = 0;
+    for (size_t i = 0; i < nrails; i++)
+        any_rdma |= rails[i].nic.rdma;
+    /* Rails of the best kind: RDMA devices when the host has any, otherwise every rail. */
     for (size_t i = 0; i < nrails; i++) {
+        if (any_rdma && !rails[i].nic.rdma)
+            continue;
+        nclass++;
         if (hwloc_bitmap_intersects(rails[i].nic.cpuset, plan.allowed))
             cand[ncand++] = i;
     }
     if (ncand == 0) { /* bound away from every NIC: still spread over them */
-        for (size_t i = 0; i < nrails; i++)
-            cand[ncand++] = i;
+        for (size_t i = 0; i < nrails; i++) {
+            if (!any_rdma || rails[i].nic.rdma)
+                cand[ncand++] = i;
+        }
     }
     size_t mine = 0;
     if (ncand > 0) {
@@ -412,19 +497,33 @@ terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_reques
         plan.num_rails = (int)ncand;
         snprintf(plan.nic, sizeof(plan.nic), "%s", req->nics[r->name_index]);
         snprintf(plan.osdev, sizeof(plan.osdev), "%s", r->nic.osdev);
+        /* Only a choice among rails needs enforcing; TERSE_BIND=none turns placement off. */
+        if (nclass >= 2 && strcmp(bind, "none") != 0)
+            rail_devices(req, &scan, cand[mine], plan.ucx_net_devices,
+                         sizeof(plan.ucx_net_devices));
     }
 
     if (!strcmp(bind, "none")) {
         snprintf(plan.reason, sizeof(plan.reason), "TERSE_BIND=none");
     } else if (!strcmp(bind, "auto")) {
         if (ncand == 0) {
-            if (req->num_nics == 0)
+            if (req->num_nics == 0) {
                 terse_log_info("no network device given; threads and buffers stay unbound");
-            else
-                terse_log_warn("none of the %zu network devices given was found in the topology "
-                               "of %s; threads and buffers stay unbound",
-                               req->num_nics, t->source);
-            snprintf(plan.reason, sizeof(plan.reason), "no network device found");
+                snprintf(plan.reason, sizeof(plan.reason), "no network device found");
+            } else if (scan.nmissing == 0) {
+                /* Only virtual devices (network namespaces, emulated clusters): nothing is
+                 * wrong, there is just no locality to follow. One line per host. */
+                if (req->local_rank == 0)
+                    terse_log_info("network devices are virtual (no hardware device behind "
+                                   "them); threads and buffers stay unbound");
+                snprintf(plan.reason, sizeof(plan.reason), "virtual network devices only");
+            } else {
+                if (req->nics_from_user || req->local_rank == 0)
+                    terse_log_warn("none of the %zu network devices given was found in the "
+                                   "topology of %s; threads and buffers stay unbound",
+                                   req->num_nics, t->source);
+                snprintf(plan.reason, sizeof(plan.reason), "no network device found");
+            }
         } else {
             plan_auto(t, req, rails, cand, ncand, mine, &plan);
         }
@@ -435,6 +534,7 @@ terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_reques
 done:
     terse__free(rails);
     terse__free(cand);
+    terse__free(scan.name_rail);
     *plan_p = plan;
     return TERSE_OK;
 
@@ -442,6 +542,7 @@ err_nomem:
     terse_log_error("no memory for a topology plan");
     terse__free(rails);
     terse__free(cand);
+    terse__free(scan.name_rail);
     terse__topo_plan_release(&plan);
     return TERSE_ERR_NO_MEMORY;
 }
@@ -456,4 +557,5 @@ void terse__topo_plan_release(terse__topo_plan_t *plan)
     hwloc_bitmap_free(plan->nodeset);
     plan->allowed = plan->thread_cpus = plan->worker_cpus = plan->nodeset = NULL;
     plan->bind_thread = plan->bind_memory = 0;
+    plan->allocator.alloc = NULL; /* an allocator still held falls back to plain memory */
 }

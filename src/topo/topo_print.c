@@ -33,6 +33,8 @@ void terse__topo_plan_string(const terse__topo_plan_t *plan, char *buf, size_t l
         n += snprintf(buf + n, len - (size_t)n, ", buffers numa %d", plan->numa_os_index);
     else if ((size_t)n < len)
         n += snprintf(buf + n, len - (size_t)n, ", buffers unbound");
+    if ((size_t)n < len && plan->ucx_net_devices[0])
+        n += snprintf(buf + n, len - (size_t)n, ", ucx devices %s", plan->ucx_net_devices);
     if ((size_t)n < len)
         snprintf(buf + n, len - (size_t)n, " (%s)", plan->reason);
     free(a);

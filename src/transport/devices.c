@@ -1,6 +1,7 @@
 /* Network devices UCX offers, for placing work near them (src/topo). */
 #include "ucx.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <uct/api/uct.h>
 
@@ -50,5 +51,59 @@ size_t terse__tp_net_devices(char (*names)[64], size_t max)
         }
     }
     uct_release_component_list(comps);
+    return n;
+}
+
+int terse__tp_user_net_devices(void)
+{
+    const char *v = getenv("UCX_NET_DEVICES");
+    return v && v[0] && strcmp(v, "all") != 0;
+}
+
+/* 1 when @name is an item of the comma-separated @list. */
+static int in_list(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == len && !strncmp(p, name, len))
+            return 1;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+size_t terse__tp_planning_devices(char (*names)[64], size_t max, int *from_user)
+{
+    const char *v = getenv("UCX_NET_DEVICES");
+    *from_user = 0;
+    if (!terse__tp_user_net_devices())
+        return terse__tp_net_devices(names, max);
+    *from_user = 1;
+    if (v[0] == '^') { /* everything but these */
+        size_t n = terse__tp_net_devices(names, max), kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (in_list(v + 1, names[i]))
+                continue;
+            if (kept != i)
+                memcpy(names[kept], names[i], sizeof(names[i]));
+            kept++;
+        }
+        return kept;
+    }
+    size_t n = 0;
+    for (const char *p = v; *p && n < max;) {
+        size_t len = strcspn(p, ",");
+        if (len > 0 && len < 64) {
+            memcpy(names[n], p, len);
+            names[n][len] = '\0';
+            n++;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
     return n;
 }

@@ -27,7 +27,9 @@ terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
     memset(slab, 0, sizeof(*slab));
     memset(&mine, 0, sizeof(mine));
     slab->size = size;
-    slab->base = terse__alloc_scratch(size, "rma slab");
+    /* On the rank's NUMA node (the NIC's) when the communicator placed it: the NIC DMAs into
+     * it and the rank decodes from it. */
+    slab->base = terse__alloc_scratch_with(tp->slab_allocator, size, "rma slab");
     if (!slab->base)
         return TERSE_ERR_NO_MEMORY;
     ucp_mem_map_params_t mp = {

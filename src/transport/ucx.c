@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,10 +61,58 @@ static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 
 static void fill_names(terse__tp_t *tp)
 {
-    ucp_worker_attr_t wattr = {.field_mask = UCP_WORKER_ATTR_FIELD_NAME};
     snprintf(tp->tls, sizeof(tp->tls), "%s", "auto");
-    if (ucp_worker_query(tp->worker, &wattr) == UCS_OK)
-        snprintf(tp->devices, sizeof(tp->devices), "worker %s", wattr.name);
+}
+
+/* The context, restricted to @net_devices when given and the user left UCX_NET_DEVICES alone. */
+static ucs_status_t create_context(terse__tp_t *tp, const char *net_devices, char *err,
+                                   size_t errlen)
+{
+    ucp_params_t params = {
+        .field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED,
+        .features = UCP_FEATURE_TAG | UCP_FEATURE_RMA,
+        .mt_workers_shared = 0,
+    };
+    int user = terse__tp_user_net_devices();
+    int restrict_to = net_devices && net_devices[0] && !user;
+    for (;;) {
+        ucp_config_t *config = NULL;
+        ucs_status_t us = ucp_config_read(NULL, NULL, &config);
+        if (us != UCS_OK) {
+            snprintf(err, errlen, "ucp_config_read: %s", ucs_status_string(us));
+            return us;
+        }
+        if (restrict_to) {
+            /* NET_DEVICES only filters network devices: shm, cma and self stay usable, so
+             * ranks of this host keep talking over shared memory. */
+            us = ucp_config_modify(config, "NET_DEVICES", net_devices);
+            if (us != UCS_OK) {
+                terse_log_warn("cannot restrict UCX to network devices '%s': %s; UCX chooses",
+                               net_devices, ucs_status_string(us));
+                restrict_to = 0;
+            }
+        }
+        us = ucp_init(&params, config, &tp->context);
+        ucp_config_release(config);
+        if (us == UCS_OK) {
+            if (restrict_to)
+                snprintf(tp->devices, sizeof(tp->devices), "%s (this rank's rail)", net_devices);
+            else if (user)
+                snprintf(tp->devices, sizeof(tp->devices), "%s (UCX_NET_DEVICES)",
+                         getenv("UCX_NET_DEVICES"));
+            else
+                snprintf(tp->devices, sizeof(tp->devices), "all (UCX's choice)");
+            terse_log_debug("rank %d: UCX network devices %s", tp->rank, tp->devices);
+            return UCS_OK;
+        }
+        if (!restrict_to) {
+            snprintf(err, errlen, "ucp_init: %s", ucs_status_string(us));
+            return us;
+        }
+        terse_log_warn("rank %d: UCX refused network devices '%s' (%s); using all devices",
+                       tp->rank, net_devices, ucs_status_string(us));
+        restrict_to = 0;
+    }
 }
 
 void terse__tp_check_local_peers(terse__tp_t *tp)
@@ -80,9 +129,8 @@ void terse__tp_check_local_peers(terse__tp_t *tp)
 }
 
 terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
-                              char *err, size_t errlen)
+                              const char *net_devices, char *err, size_t errlen)
 {
-    ucp_config_t *config = NULL;
     ucp_address_t *addr = NULL;
     size_t addr_len = 0;
     uint64_t *lens = NULL;
@@ -94,22 +142,9 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
     tp->rank = bs->rank;
     tp->size = bs->size;
 
-    us = ucp_config_read(NULL, NULL, &config);
-    if (us != UCS_OK) {
-        snprintf(err, errlen, "ucp_config_read: %s", ucs_status_string(us));
+    us = create_context(tp, net_devices, err, errlen);
+    if (us != UCS_OK)
         goto out;
-    }
-    ucp_params_t params = {
-        .field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED,
-        .features = UCP_FEATURE_TAG | UCP_FEATURE_RMA,
-        .mt_workers_shared = 0,
-    };
-    us = ucp_init(&params, config, &tp->context);
-    ucp_config_release(config);
-    if (us != UCS_OK) {
-        snprintf(err, errlen, "ucp_init: %s", ucs_status_string(us));
-        goto out;
-    }
     /* The communicator serialises every UCX call under its own lock (caller threads and
      * the progress thread), so the worker needs no locking of its own. */
     ucp_worker_params_t wparams = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,

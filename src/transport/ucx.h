@@ -5,6 +5,8 @@
 
 #include <terse/status.h>
 
+#include "core/alloc.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <ucp/api/ucp.h>
@@ -46,19 +48,26 @@ typedef struct terse__tp {
     int rank;
     int size;
     char tls[256];   /* transports in use, for terse_info and logs */
-    char devices[256];
+    char devices[256]; /* network devices UCX may use and who chose them, for logs */
+    /* Where RMA slabs come from (NUMA-local, see src/topo); NULL: plain scratch. Set after
+     * terse__tp_init; must outlive the slabs' creation. */
+    const terse__allocator_t *slab_allocator;
 } terse__tp_t;
 
 /* The single place UCX status codes become terse ones. */
 terse_status_t terse__status_from_ucs(ucs_status_t status);
 
 /* Create context, worker and endpoints to every rank (addresses exchanged over @bs).
+ * @net_devices: a UCX_NET_DEVICES value the context is restricted to ("mlx5_1:1,ib1": this
+ * rank's rail, from the topology plan), or NULL/"" for UCX's own choice. Applied only when the
+ * user did not set UCX_NET_DEVICES; shared memory and self transports are not network devices
+ * and stay available. If UCX rejects it the context is created without it (warning).
  * @same_host[i] != 0 marks ranks on this host: UCX 1.13 offers its shared-memory and CMA
  * transports only to endpoints without peer error handling, so those endpoints go without
  * it (a dead local peer is found by its pid instead, see terse__tp_check_local_peers);
  * remote endpoints keep UCX's peer error handling. */
 terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
-                              char *err, size_t errlen);
+                              const char *net_devices, char *err, size_t errlen);
 
 /* Marks same-host peers whose process is gone as failed (kill(pid, 0)). */
 void terse__tp_check_local_peers(terse__tp_t *tp);
@@ -114,5 +123,14 @@ void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size
 /* Names of the network devices UCX can use ("eth0", "mlx5_0:1"), loopback excluded, for
  * topology planning. Returns how many were written (at most @max). */
 size_t terse__tp_net_devices(char (*names)[64], size_t max);
+
+/* The devices to plan placement with: the user's UCX_NET_DEVICES list when set (its names
+ * kept as written, or with a leading '^' UCX's devices minus those), otherwise
+ * terse__tp_net_devices(). *@from_user is 1 when the names (or the exclusion) are the user's.
+ * Returns how many were written (at most @max). */
+size_t terse__tp_planning_devices(char (*names)[64], size_t max, int *from_user);
+
+/* 1 when the user restricts UCX's network devices (UCX_NET_DEVICES set, not "all"). */
+int terse__tp_user_net_devices(void);
 
 #endif

@@ -126,14 +126,30 @@ static void case_pci2n(void)
     CHECK(plans[0].num_rails == 1 && plans[1].nic_index == 0);
     release_plans(plans, 2);
 
-    /* Two rails on one node: ranks alternate NICs, cores stay distinct on node 0. */
-    const char *two[] = {"eth0", "mlx4_0:1"};
+    /* Two Ethernet rails on one node: ranks alternate NICs, cores stay distinct on node 0, and
+     * each rank is told to keep UCX on its own port. */
+    const char *two[] = {"eth0", "eth1"};
     check_spread(t, two, 2, 4, NULL, plans);
     for (int r = 0; r < 4; r++) {
         CHECK(plans[r].num_rails == 2 && plans[r].nic_index == r % 2);
         CHECK(plans[r].numa_os_index == 0);
+        CHECK(!strcmp(plans[r].ucx_net_devices, r % 2 ? "eth1" : "eth0"));
     }
     release_plans(plans, 4);
+
+    /* A 1 GbE port next to the HCA is no rail: every rank drives the HCA, under all its names,
+     * and with one rail left there is nothing to restrict. */
+    const char *mixed[] = {"eth0", "mlx4_0:1", "ib0"};
+    check_spread(t, mixed, 3, 4, NULL, plans);
+    for (int r = 0; r < 4; r++) {
+        CHECK(plans[r].num_rails == 1 && plans[r].nic_index == 1);
+        CHECK(!strcmp(plans[r].osdev, "mlx4_0"));
+        CHECK(plans[r].ucx_net_devices[0] == '\0');
+    }
+    release_plans(plans, 4);
+    terse__topo_nic_t eth0, ib;
+    CHECK(terse__topo_nic_lookup(t, "eth0", &eth0) == TERSE_OK && !eth0.rdma);
+    CHECK(terse__topo_nic_lookup(t, "ib0", &ib) == TERSE_OK && ib.rdma); /* IPoIB port of the HCA */
     terse__topo_release(t);
 }
 
@@ -153,8 +169,16 @@ static void case_multirail(void)
         CHECK(plans[r].num_rails == 8);
         CHECK(plans[r].nic_index == 2 * r); /* eth0, eth2, eth4, eth6 */
         CHECK(plans[r].numa_os_index == r);
+        /* the choice takes effect: UCX is kept on this rank's NIC */
+        CHECK(!strcmp(plans[r].ucx_net_devices, nics[2 * r]));
     }
     release_plans(plans, 4);
+    /* Placement off: the rail is still named, UCX is left alone. */
+    for (int r = 0; r < 4; r++) {
+        terse__topo_plan_t p = plan_for(t, nics, 8, r, 4, "none", NULL);
+        CHECK(p.nic_index == 2 * r && p.ucx_net_devices[0] == '\0');
+        terse__topo_plan_release(&p);
+    }
 
     check_spread(t, nics, 8, 8, NULL, plans);
     int seen = 0;
@@ -176,6 +200,7 @@ static void case_multirail(void)
     check_spread(t, nics, 8, 2, n2, plans);
     CHECK(plans[0].nic_index == 4 && plans[1].nic_index == 5);
     CHECK(plans[0].num_rails == 2);
+    CHECK(!strcmp(plans[0].ucx_net_devices, "eth4") && !strcmp(plans[1].ucx_net_devices, "eth5"));
     CHECK(plans[0].numa_os_index == 2 && plans[1].numa_os_index == 2);
     release_plans(plans, 2);
 
@@ -217,9 +242,11 @@ static void case_numa24(void)
     }
     release_plans(plans, 24);
 
+    /* Ethernet on node 0 and the HCA's IPoIB port: the HCA is the rail for every rank. */
     const char *two[] = {"eth0", "ib0"};
     check_spread(t, two, 2, 2, NULL, plans);
-    CHECK(plans[0].numa_os_index == 0 && plans[1].numa_os_index == ib.numa_os_index);
+    CHECK(plans[0].numa_os_index == ib.numa_os_index && plans[1].numa_os_index == ib.numa_os_index);
+    CHECK(plans[0].nic_index == 1 && plans[1].nic_index == 1 && plans[0].num_rails == 1);
     release_plans(plans, 2);
     terse__topo_release(t);
 }
@@ -239,6 +266,13 @@ static void case_vfs(void)
     for (int r = 0; r < 4; r++)
         CHECK(plans[r].numa_os_index == r % 2 && plans[r].nic_index == r % 2);
     release_plans(plans, 4);
+
+    /* Every UCX name of the chosen device goes into the restriction, once. */
+    const char *names[] = {"usnic_0:1", "eth4", "usnic_2:1", "usnic_0:1"};
+    check_spread(t, names, 4, 2, NULL, plans);
+    CHECK(plans[0].num_rails == 2 && !strcmp(plans[0].ucx_net_devices, "usnic_0:1,eth4"));
+    CHECK(!strcmp(plans[1].ucx_net_devices, "usnic_2:1"));
+    release_plans(plans, 2);
 
     const char *same[] = {"eth4", "usnic_0"};
     check_spread(t, same, 2, 1, NULL, plans);
@@ -336,7 +370,8 @@ static void case_unknown_device(void)
     check_unbound(&p);
     terse__topo_plan_release(&p);
 
-    /* One bad name among good ones: warned, the good one is used. */
+    /* One bad name among good ones: warned (an XML says nothing about this machine's virtual
+     * devices), the good one is used. */
     const char *mixed[] = {"veth0", "mlx4_0:1"};
     capture_begin();
     p = plan_for(t, mixed, 2, 0, 1, "auto", NULL);
@@ -344,6 +379,169 @@ static void case_unknown_device(void)
     CHECK(has_warning(log, "'veth0'"));
     CHECK(p.mode == TERSE_TOPO_AUTO && p.nic_index == 1 && p.numa_os_index == 0);
     terse__topo_plan_release(&p);
+
+    /* Devices UCX reported (not the user's): one warning per host, from local rank 0. */
+    capture_begin();
+    p = plan_for(t, bad, 1, 1, 2, "auto", NULL);
+    log = capture_end();
+    CHECK(!strstr(log, " warn]"));
+    check_unbound(&p);
+    terse__topo_plan_release(&p);
+
+    /* Names the user gave (UCX_NET_DEVICES): every rank warns. */
+    terse__topo_request_t req = {0};
+    req.nics = bad;
+    req.num_nics = 1;
+    req.nics_from_user = 1;
+    req.local_rank = 1;
+    req.local_size = 2;
+    capture_begin();
+    CHECK(terse__topo_plan(t, &req, &p) == TERSE_OK);
+    log = capture_end();
+    CHECK(has_warning(log, "'mlx5_9:1' (UCX_NET_DEVICES)"));
+    check_unbound(&p);
+    terse__topo_plan_release(&p);
+    terse__topo_release(t);
+}
+
+/* Virtual devices of this machine (veth in a network namespace, lo, ifb): no hwloc topology can
+ * place them, so they are not worth a warning; unknown names still are. */
+static void case_virtual(void)
+{
+    terse__topo_t *t = terse__topo_load(NULL);
+    CHECK(t && terse__topo_is_this_system(t));
+    CHECK(terse__topo_nic_is_virtual(t, "lo")); /* virtual on every Linux machine */
+    CHECK(terse__topo_nic_is_virtual(t, "lo:0"));
+    CHECK(!terse__topo_nic_is_virtual(t, "terse-no-such-dev0"));
+    CHECK(!terse__topo_nic_is_virtual(t, "../net/lo"));
+    CHECK(!terse__topo_nic_is_virtual(t, ""));
+    const char *names[16];
+    size_t n = terse__topo_nic_names(t, names, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        CHECK(!terse__topo_nic_is_virtual(t, names[i])); /* hwloc only lists real devices */
+
+    const char *virt[] = {"lo"};
+    for (int user = 0; user <= 1; user++) {
+        for (int r = 0; r < 2; r++) {
+            terse__topo_request_t req = {0};
+            terse__topo_plan_t p;
+            req.nics = virt;
+            req.num_nics = 1;
+            req.nics_from_user = user;
+            req.local_rank = r;
+            req.local_size = 2;
+            capture_begin();
+            CHECK(terse__topo_plan(t, &req, &p) == TERSE_OK);
+            const char *log = capture_end();
+            CHECK(!strstr(log, " warn]"));
+            check_unbound(&p);
+            CHECK(strstr(p.reason, "virtual"));
+            terse__topo_plan_release(&p);
+        }
+    }
+    /* A virtual device next to real ones: quietly skipped, the real one is used. */
+    if (n > 0) {
+        const char *mixed[] = {"lo", names[0]};
+        capture_begin();
+        terse__topo_plan_t p = plan_for(t, mixed, 2, 0, 1, "auto", NULL);
+        const char *log = capture_end();
+        CHECK(!strstr(log, " warn]"));
+        CHECK(p.nic_index == 1 && p.mode == TERSE_TOPO_AUTO);
+        terse__topo_plan_release(&p);
+    }
+    /* A name of nothing from the user is still warned about, naming the value. */
+    const char *bogus[] = {"terse-no-such-dev0"};
+    terse__topo_request_t req = {0};
+    terse__topo_plan_t p;
+    req.nics = bogus;
+    req.num_nics = 1;
+    req.nics_from_user = 1;
+    req.local_rank = 1;
+    req.local_size = 2;
+    capture_begin();
+    CHECK(terse__topo_plan(t, &req, &p) == TERSE_OK);
+    const char *log = capture_end();
+    CHECK(has_warning(log, "'terse-no-such-dev0'"));
+    check_unbound(&p);
+    terse__topo_plan_release(&p);
+    terse__topo_release(t);
+}
+
+/* NUMA-placed scratch through the plan's allocator: grow-only buffers keep their contract on a
+ * foreign topology (plain memory) and on this machine (bound to the plan's node). */
+static void check_buf(terse__topo_t *t, terse__topo_plan_t *p, int expect_bound)
+{
+    const terse__allocator_t *a = terse__topo_plan_allocator(t, p);
+    CHECK(a == &p->allocator && a->alloc);
+    terse__buf_t b = {0};
+    b.what = "test scratch";
+    b.allocator = a;
+    CHECK(terse__buf_reserve(&b, 100000) == 0 && b.ptr && b.size >= 100000);
+    for (size_t i = 0; i < b.size; i++)
+        CHECK(((unsigned char *)b.ptr)[i] == 0); /* zeroed like terse__alloc_scratch */
+    void *first = b.ptr;
+    size_t first_size = b.size;
+    CHECK(terse__buf_reserve(&b, 5000) == 0 && b.ptr == first && b.size == first_size);
+    CHECK(terse__buf_reserve(&b, first_size + 1) == 0 && b.size >= 2 * first_size);
+    memset(b.ptr, 3, b.size);
+    if (terse__topo_is_this_system(t)) {
+        hwloc_topology_t h = terse__topo_hwloc(t);
+        int node = terse__topo_numa_of(t, b.ptr);
+        int last = terse__topo_numa_of(t, (char *)b.ptr + b.size - 1);
+        hwloc_nodeset_t ns = hwloc_bitmap_alloc();
+        hwloc_membind_policy_t pol = HWLOC_MEMBIND_DEFAULT;
+        int got = hwloc_get_area_membind(h, b.ptr, b.size, ns, &pol, HWLOC_MEMBIND_BYNODESET);
+        char *s = NULL;
+        hwloc_bitmap_list_asprintf(&s, ns);
+        printf("scratch of %zu bytes: pages on numa %d..%d, policy %d nodes %s (plan numa %d)\n",
+               b.size, node, last, pol, s ? s : "?", p->numa_os_index);
+        free(s);
+        if (expect_bound) {
+            CHECK(node == p->numa_os_index && last == p->numa_os_index);
+            CHECK(got == 0 && pol == HWLOC_MEMBIND_BIND && hwloc_bitmap_isequal(ns, p->nodeset));
+        } else {
+            CHECK(got != 0 || pol != HWLOC_MEMBIND_BIND);
+        }
+        hwloc_bitmap_free(ns);
+    }
+    terse__buf_release(&b);
+    CHECK(!b.ptr && !b.size);
+    /* A released plan's allocator gives plain memory instead of touching freed bitmaps. */
+    terse__topo_plan_release(p);
+    void *q = terse__alloc_scratch_with(a, 8192, "after release");
+    CHECK(q);
+    terse__free_scratch(q, 8192);
+    q = terse__alloc_scratch_with(NULL, 0, "plain");
+    CHECK(q);
+    terse__free_scratch(q, 0);
+}
+
+static void case_alloc(void)
+{
+    /* Another machine's topology: planned on its node 0, allocated plainly. */
+    terse__topo_t *x = load("24em64t-2n6c2t-pci.xml");
+    const char *hca[] = {"mlx4_0:1"};
+    terse__topo_plan_t p = plan_for(x, hca, 1, 0, 1, "auto", NULL);
+    CHECK(p.bind_memory && p.numa_os_index == 0);
+    check_buf(x, &p, 0);
+    terse__topo_release(x);
+
+    /* This machine: bound to the plan's node (the NIC's) with auto, plain with none. */
+    terse__topo_t *t = terse__topo_load(NULL);
+    CHECK(t);
+    const char *names[16];
+    size_t n = terse__topo_nic_names(t, names, 16);
+    n = n < 16 ? n : 16;
+    p = plan_for(t, names, n, 0, 1, "auto", NULL);
+    int bound = p.bind_memory;
+    if (n > 0)
+        CHECK(bound); /* a NIC with locality: its node */
+    check_buf(t, &p, bound);
+    p = plan_for(t, names, n, 0, 1, "none", NULL);
+    CHECK(!p.bind_memory);
+    check_buf(t, &p, 0);
+    p = plan_for(NULL, names, n, 0, 1, "auto", NULL); /* no topology at all */
+    check_buf(NULL, &p, 0);
     terse__topo_release(t);
 }
 
@@ -589,6 +787,8 @@ static const struct {
     {"bad_xml", case_bad_xml},
     {"invalid", case_invalid},
     {"print", case_print},
+    {"virtual", case_virtual},
+    {"alloc", case_alloc},
     {"this_machine", case_this_machine},
 };
 
