@@ -103,6 +103,13 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
 /* Copies staging into the caller's buffers; @serr_lo/@serr_hi: segments whose e_s changed. */
 void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
 
+/* The end of every algorithm: once this rank validated all it received, confirm with every
+ * participant (terse__req_confirm), and commit when the confirmations arrived, so nobody
+ * writes outputs while another rank fails. Returns what the progress function returns; call
+ * it again on the next progress: req->state[0] == @confirmed says the round was posted. */
+terse_status_t terse__cplan_confirm_commit(terse_request_h req, uint64_t confirmed, size_t serr_lo,
+                                           size_t serr_hi);
+
 /* Comm rank of participant @q. */
 static inline int terse__cplan_peer(const terse__cplan_t *p, int q)
 {

@@ -38,7 +38,7 @@ static terse_status_t dense_progress(terse_request_h req)
             for (int q = 0; q < K; q++)
                 if (q != me)
                     terse__cplan_send(req, q, 0, p->cdense + p->own_elem[q],
-                                    own_len(p, q) * sizeof(float));
+                                      own_len(p, q) * sizeof(float));
             return TERSE_INPROGRESS;
         }
         /* fall through */
@@ -64,17 +64,10 @@ static terse_status_t dense_progress(terse_request_h req)
                 terse__cplan_send(req, q, 1, p->out + e0, n * sizeof(float));
         return TERSE_INPROGRESS;
     }
-    case 2:
-        /* every participant received what it expected before anyone commits */
-        req->state[0] = 3;
-        if (terse__req_confirm(req, p->peer, K) != TERSE_OK)
-            return req->status;
-        break;
     default:
         break;
     }
-    terse__cplan_commit(req, lo, hi);
-    return TERSE_OK;
+    return terse__cplan_confirm_commit(req, 3, lo, hi);
 }
 
 const terse__algo_t terse__cmp_dense_algo = {

@@ -253,6 +253,19 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
     return terse__cplan_add_packed(req, p->smsg, off, s_lo, s_hi, out, p->rank, 1);
 }
 
+terse_status_t terse__cplan_confirm_commit(terse_request_h req, uint64_t confirmed, size_t serr_lo,
+                                           size_t serr_hi)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    if (req->state[0] != confirmed) {
+        req->state[0] = confirmed;
+        if (terse__req_confirm(req, p->peer, p->K) != TERSE_OK)
+            return req->status;
+    }
+    terse__cplan_commit(req, serr_lo, serr_hi);
+    return TERSE_OK;
+}
+
 void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
     terse__cplan_t *p = terse__cplan(req);

@@ -13,11 +13,8 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
     size_t wlen;
     const uint8_t *w;
 
-    if (req->state[0] == 2) {
-        /* every participant validated what it received (terse__req_confirm) */
-        terse__cplan_commit(req, 0, p->nseg);
-        return TERSE_OK;
-    }
+    if (req->state[0] == 2)
+        return terse__cplan_confirm_commit(req, 2, 0, p->nseg);
     if (req->state[0] == 0) {
         size_t cap = 0;
         for (int r = 0; r < K; r++)
@@ -48,11 +45,7 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
     }
     if (terse__cplan_serve(req, 0, p->nseg) != TERSE_OK)
         return req->status;
-    req->state[0] = 2;
-    if (terse__req_confirm(req, p->peer, K) != TERSE_OK)
-        return req->status;
-    terse__cplan_commit(req, 0, p->nseg);
-    return TERSE_OK;
+    return terse__cplan_confirm_commit(req, 2, 0, p->nseg);
 }
 
 const terse__algo_t terse__cmp_sparse_allgather_algo = {

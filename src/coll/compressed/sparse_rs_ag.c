@@ -82,16 +82,11 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
                                         p->own_seg[q], p->own_seg[q + 1], p->out, q, 1) != TERSE_OK)
                 return req->status;
         }
-        /* every participant validated what it received before anyone commits */
-        req->state[0] = 3;
-        if (terse__req_confirm(req, p->peer, K) != TERSE_OK)
-            return req->status;
         break;
     default:
         break;
     }
-    terse__cplan_commit(req, lo, hi);
-    return TERSE_OK;
+    return terse__cplan_confirm_commit(req, 3, lo, hi);
 }
 
 const terse__algo_t terse__cmp_sparse_rs_ag_algo = {
