@@ -205,6 +205,10 @@ terse_status_t terse__req_confirm(terse_request_h req, const int *peers, int n);
 /* A receive that matches @peer's next message of this call whatever its step: used where a
  * rank with a different view of the call would send something else (e.g. its own root). */
 void terse__req_recv_any_step(terse_request_h req, int peer, uint16_t step, void *buf, size_t len);
+/* Moves this round's transfers along while the algorithm computes more of it (pipelining:
+ * between compressed chunks): progresses the transport and posts the payload receives whose
+ * headers arrived. May fail the request (check req->status). */
+void terse__req_poll(terse_request_h req);
 /* Record a local failure with a formatted reason (becomes the comm's last error). */
 terse_status_t terse__req_fail(terse_request_h req, terse_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -776,3 +776,10 @@ void terse__req_destroy(terse_request_h req)
     }
     terse__free(req);
 }
+void terse__req_poll(terse_request_h req)
+{
+    terse__tp_progress(&req->comm->tp);
+    if (req->status == TERSE_INPROGRESS)
+        (void)round_state(req); /* posts the payload receives whose headers arrived */
+}
+

@@ -332,29 +332,85 @@ terse_status_t terse__compress_blocks(const terse_compressor_t *c, const float *
     return TERSE_OK;
 }
 
+/* Range and header checks, then the codec's full validation: what every decode starts with. */
+static terse_status_t decode_validate(const terse_compressor_t *c, const void *wire, size_t wire_len,
+                                      size_t n, uint32_t tensor_id, uint64_t step, size_t first,
+                                      size_t count, char *msg, size_t msglen, terse__crange_t *r)
+{
+    terse_status_t st = make_range(c, n, first, count, tensor_id, step, msg, msglen, r);
+    if (st != TERSE_OK)
+        return st;
+    if (!wire && wire_len) {
+        if (msg && msglen)
+            snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
+        return TERSE_ERR_INVALID_ARG;
+    }
+    const uint8_t *p = wire;
+    st = terse__wire_check_header(p, wire_len, r);
+    if (st != TERSE_OK)
+        return st;
+    return codecs[r->c.kind]->validate(r, p + TERSE__WIRE_HEADER_SIZE,
+                                       wire_len - TERSE__WIRE_HEADER_SIZE);
+}
+
+static terse_status_t null_buffer(uint32_t tensor_id, char *msg, size_t msglen)
+{
+    if (msg && msglen)
+        snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
+    return TERSE_ERR_INVALID_ARG;
+}
+
 terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const void *wire,
                                             size_t wire_len, size_t n, uint32_t tensor_id,
                                             uint64_t step, size_t first, size_t count, float *acc,
                                             char *msg, size_t msglen)
 {
     terse__crange_t r;
-    terse_status_t st = make_range(c, n, first, count, tensor_id, step, msg, msglen, &r);
+    if (count && !acc)
+        return null_buffer(tensor_id, msg, msglen);
+    terse_status_t st =
+        decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
     if (st != TERSE_OK)
         return st;
-    if ((!wire && wire_len) || (count && !acc)) {
+    codecs[r.c.kind]->add(&r, (const uint8_t *)wire + TERSE__WIRE_HEADER_SIZE,
+                          wire_len - TERSE__WIRE_HEADER_SIZE, acc);
+    return TERSE_OK;
+}
+
+terse_status_t terse__decompress_blocks_check(const terse_compressor_t *c, const void *wire,
+                                              size_t wire_len, size_t n, uint32_t tensor_id,
+                                              uint64_t step, size_t first, size_t count,
+                                              char *msg, size_t msglen)
+{
+    terse__crange_t r;
+    return decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
+}
+
+int terse__compress_has_remainder(const terse_compressor_t *c)
+{
+    return c && (unsigned)c->kind < sizeof(codecs) / sizeof(codecs[0]) && codecs[c->kind] &&
+           codecs[c->kind]->remainder;
+}
+
+terse_status_t terse__decompress_remainder(const terse_compressor_t *c, const void *wire,
+                                           size_t wire_len, size_t n, uint32_t tensor_id,
+                                           uint64_t step, size_t first, size_t count,
+                                           const float *v, float *rem, char *msg, size_t msglen)
+{
+    terse__crange_t r;
+    if (!terse__compress_has_remainder(c)) {
         if (msg && msglen)
-            snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
+            snprintf(msg, msglen, "tensor %" PRIu32 ": codec rebuilds no remainder", tensor_id);
         return TERSE_ERR_INVALID_ARG;
     }
-    const uint8_t *p = wire;
-    st = terse__wire_check_header(p, wire_len, &r);
+    if (count && (!v || !rem))
+        return null_buffer(tensor_id, msg, msglen);
+    terse_status_t st =
+        decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
     if (st != TERSE_OK)
         return st;
-    const terse__codec_ops_t *ops = codecs[r.c.kind];
-    st = ops->validate(&r, p + TERSE__WIRE_HEADER_SIZE, wire_len - TERSE__WIRE_HEADER_SIZE);
-    if (st != TERSE_OK)
-        return st;
-    ops->add(&r, p + TERSE__WIRE_HEADER_SIZE, wire_len - TERSE__WIRE_HEADER_SIZE, acc);
+    codecs[r.c.kind]->remainder(&r, (const uint8_t *)wire + TERSE__WIRE_HEADER_SIZE,
+                                wire_len - TERSE__WIRE_HEADER_SIZE, v, rem);
     return TERSE_OK;
 }
 
@@ -380,6 +436,10 @@ terse_status_t terse_decompress(const terse_compressor_t *c, const void *wire, s
                                 size_t n, uint32_t tensor_id, uint64_t step, float *acc)
 {
     char msg[256] = "";
+    if (n && !acc) {
+        terse_log_error("decompress: NULL accumulator");
+        return TERSE_ERR_INVALID_ARG;
+    }
     terse_status_t st =
         terse__decompress_blocks_add(c, wire, wire_len, n, tensor_id, step, 0,
                                      terse__compress_nblocks(c, n), acc, msg, sizeof(msg));

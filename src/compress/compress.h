@@ -44,6 +44,27 @@ terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const v
                                             uint64_t step, size_t first, size_t count, float *acc,
                                             char *msg, size_t msglen);
 
+/* Validates the message as terse__decompress_blocks_add does, adding nothing. */
+terse_status_t terse__decompress_blocks_check(const terse_compressor_t *c, const void *wire,
+                                              size_t wire_len, size_t n, uint32_t tensor_id,
+                                              uint64_t step, size_t first, size_t count,
+                                              char *msg, size_t msglen);
+
+/* Whether c's codec can rebuild the remainder from a message (terse__decompress_remainder). */
+int terse__compress_has_remainder(const terse_compressor_t *c);
+
+/*
+ * Validates the message (as terse__decompress_blocks_add) that compressing v produced, then
+ * writes rem = v - C(v) for its blocks with the bits terse__compress_blocks' remainder_out
+ * would have had (whole-tensor-indexed; rem == v is allowed and updates in place). Lets the
+ * collectives write errors straight into the caller's buffers once a call succeeded instead of
+ * staging them. TERSE_ERR_INVALID_ARG for codecs without terse__compress_has_remainder.
+ */
+terse_status_t terse__decompress_remainder(const terse_compressor_t *c, const void *wire,
+                                           size_t wire_len, size_t n, uint32_t tensor_id,
+                                           uint64_t step, size_t first, size_t count,
+                                           const float *v, float *rem, char *msg, size_t msglen);
+
 /* Frees the calling thread's scratch buffers (they are reused across calls otherwise). */
 void terse__compress_scratch_release(void);
 
@@ -87,6 +108,9 @@ typedef struct terse__codec_ops {
                              size_t *out_len_p, float *dense, float *rem);
     terse_status_t (*validate)(const terse__crange_t *r, const uint8_t *p, size_t len);
     void (*add)(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc);
+    /* optional: after validate, rem = v - C(v) bit for bit as encode's rem (rem may be v) */
+    void (*remainder)(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
+                      float *rem);
 } terse__codec_ops_t;
 
 extern const terse__codec_ops_t terse__codec_none;

@@ -17,6 +17,7 @@
 #include "wire.h"
 
 #include <math.h>
+#include <string.h>
 
 static float block_scale(const double lanes[16], size_t nb)
 {
@@ -96,10 +97,29 @@ static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
     }
 }
 
+/* encode's remainder x - c is x + (-c) exactly (IEEE subtraction is addition of the
+ * negation), so adding the signs with the scale negated onto a copy of v gives its bits. */
+static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
+                           float *rem)
+{
+    (void)len;
+    const terse__ckernels_t *kern = terse__ckernels();
+    size_t pos = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        size_t start = terse__crange_block_start(r, b);
+        if (rem + start != v + start)
+            memcpy(rem + start, v + start, nb * sizeof(float));
+        kern->sign_add(p + pos + 4, nb, -terse__get_f32(p + pos), rem + start);
+        pos += 4 + (nb + 7) / 8;
+    }
+}
+
 const terse__codec_ops_t terse__codec_sign = {
     .name = "sign",
     .block_max_bytes = sign_block_max_bytes,
     .encode = sign_encode,
     .validate = sign_validate,
     .add = sign_add,
+    .remainder = sign_remainder,
 };

@@ -18,6 +18,8 @@
 
 #include "wire.h"
 
+#include "core/half.h"
+
 #include <string.h>
 
 static int forced_enc = -1;
@@ -367,10 +369,30 @@ static void topk_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
     }
 }
 
+/* encode's remainder: v elsewhere, a zero with v's sign at the kept indices (from validate). */
+static void topk_remainder(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
+                           float *rem)
+{
+    (void)p, (void)len;
+    const uint64_t *idx = terse__compress_scratch(1, 1);
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        size_t k = terse__compress_k(r->c.ratio, nb), start = terse__crange_block_start(r, b);
+        const float *x = v + start;
+        float *e = rem + start;
+        if (e != x)
+            memcpy(e, x, nb * sizeof(float));
+        for (size_t j = 0; j < k; j++)
+            e[idx[j]] = terse__f32_from_bits(terse__f32_bits(x[idx[j]]) & 0x80000000u);
+        idx += k;
+    }
+}
+
 const terse__codec_ops_t terse__codec_topk = {
     .name = "topk",
     .block_max_bytes = topk_block_max_bytes,
     .encode = topk_encode,
     .validate = topk_validate,
     .add = topk_add,
+    .remainder = topk_remainder,
 };

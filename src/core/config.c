@@ -44,6 +44,9 @@ static const cfg_entry_t cfg_table[] = {
      "payloads up to this size share one message with their header"},
     {"TERSE_COMPRESSED_ALGO", "auto", CFG_CHOICE, FIELD(compressed_algo),
      "auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense"},
+    {"TERSE_PIPELINE_BYTES", "4194304", CFG_SIZE, FIELD(pipeline_bytes),
+     "compressed allreduce: input bytes compressed per chunk while earlier chunks travel "
+     "(0: compress everything, then send)"},
     {"TERSE_NONFINITE_PASSTHROUGH", "0", CFG_INT, FIELD(nonfinite_passthrough),
      "1: compress NaN/Inf like other values instead of failing with TERSE_ERR_NONFINITE"},
     {"TERSE_SIMD", "auto", CFG_CHOICE, FIELD(simd), "auto|avx512|avx2|scalar: kernel dispatch"},

@@ -14,6 +14,7 @@ typedef struct terse__config {
     size_t small_msg_bytes;  /* below: latency-optimal algorithms */
     size_t eager_hdr_bytes;  /* payloads up to this travel in one message with their header */
     char compressed_algo[32];  /* auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense */
+    size_t pipeline_bytes;     /* compressed allreduce chunk (input bytes), 0 = no pipelining */
     int nonfinite_passthrough; /* 0: NaN/Inf input is an error; 1: pass it through */
     char simd[16];             /* auto|avx512|avx2|scalar */
     char bind[256];            /* auto|none|<cpulist> */

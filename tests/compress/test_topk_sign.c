@@ -352,6 +352,66 @@ static void t_casts(void)
     free(v), free(d), free(r), free(acc);
 }
 
+/* The collectives write worker and server errors after a call from the message alone:
+ * terse__decompress_remainder must give encode's remainder bit for bit (signed zeros, ties,
+ * sub-ranges, in place), validate like decode, and refuse codecs that cannot. */
+static void t_remainder_rebuild(void)
+{
+    size_t n = 1003;
+    float *v = malloc(n * 4), *rem = malloc(n * 4), *again = malloc(n * 4), *inpl = malloc(n * 4);
+    test_fill(v, n);
+    for (size_t i = 0; i < n; i += 7)
+        v[i] = -v[i]; /* negatives among the kept values give -0 remainders */
+    for (size_t i = 3; i < n; i += 97)
+        v[i] = i % 2 ? -0.0f : 0.0f;
+    v[500] = v[501] = v[502] = 3.5f; /* ties at the threshold */
+    const char *specs[] = {"topk:0.01", "topk:0.3", "topk:0.05,block=64", "sign", "sign,block=64",
+                           "topk:1.0,block=100"};
+    for (size_t s = 0; s < sizeof(specs) / sizeof(specs[0]); s++) {
+        terse_compressor_t c = spec(specs[s]);
+        CHECK(terse__compress_has_remainder(&c));
+        size_t nb = terse__compress_nblocks(&c, n), first = nb > 2 ? 1 : 0, count = nb - first;
+        size_t cap = terse__compress_blocks_max_bytes(&c, n, first, count), len;
+        uint8_t *m = malloc(cap);
+        char msg[128];
+        for (size_t i = 0; i < n; i++)
+            rem[i] = again[i] = 777.0f; /* blocks outside the range stay as they were */
+        CHECK_EQ_INT(terse__compress_blocks(&c, v, n, 2, 5, first, count, m, cap, &len, NULL, rem,
+                                            msg, sizeof(msg)),
+                     TERSE_OK);
+        CHECK_EQ_INT(terse__decompress_remainder(&c, m, len, n, 2, 5, first, count, v, again, msg,
+                                                 sizeof(msg)),
+                     TERSE_OK);
+        CHECK(bits_equal(rem, again, n));
+        memcpy(inpl, v, n * 4);
+        CHECK_EQ_INT(terse__decompress_remainder(&c, m, len, n, 2, 5, first, count, inpl, inpl, msg,
+                                                 sizeof(msg)),
+                     TERSE_OK);
+        size_t lo = first ? first * c.block_size : 0; /* first element of the range */
+        CHECK(bits_equal(inpl + lo, rem + lo, n - lo));
+        CHECK(bits_equal(inpl, v, lo));
+        /* the same validation as decoding: another step or range is refused, nothing written */
+        memcpy(inpl, again, n * 4);
+        CHECK_EQ_INT(terse__decompress_remainder(&c, m, len, n, 2, 6, first, count, v, again, msg,
+                                                 sizeof(msg)),
+                     TERSE_ERR_CORRUPT);
+        CHECK(bits_equal(inpl, again, n));
+        CHECK_EQ_INT(terse__decompress_blocks_check(&c, m, len, n, 2, 5, first, count, msg,
+                                                    sizeof(msg)),
+                     TERSE_OK);
+        CHECK_EQ_INT(terse__decompress_blocks_check(&c, m, len - 1, n, 2, 5, first, count, msg,
+                                                    sizeof(msg)),
+                     TERSE_ERR_CORRUPT);
+        free(m);
+    }
+    terse_compressor_t r = spec("randk:0.05");
+    CHECK(!terse__compress_has_remainder(&r));
+    char msg[128];
+    CHECK_EQ_INT(terse__decompress_remainder(&r, NULL, 0, n, 0, 0, 0, 1, v, rem, msg, sizeof(msg)),
+                 TERSE_ERR_INVALID_ARG);
+    free(v), free(rem), free(again), free(inpl);
+}
+
 /* Block ranges: messages for sub-ranges add up to the whole tensor's C(v), touch only their
  * blocks, and are rejected by a receiver expecting another range. */
 static void t_block_ranges(void)
@@ -449,6 +509,7 @@ int main(int argc, char **argv)
         {"sign_rules", t_sign_rules},
         {"casts", t_casts},
         {"block_ranges", t_block_ranges},
+        {"remainder_rebuild", t_remainder_rebuild},
         {"huge", t_huge},
     };
     return test_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));

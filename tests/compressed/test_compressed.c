@@ -140,6 +140,93 @@ static void test_algos(terse_comm_h comm)
     set_algo("auto");
 }
 
+static void set_pipeline(const char *bytes)
+{
+    setenv("TERSE_PIPELINE_BYTES", bytes, 1);
+    terse__config_reload();
+}
+
+static int same_serr(const bufs_t *a, const bufs_t *b)
+{
+    for (int j = 0; j < NT; j++)
+        if (memcmp(a->serr[j], b->serr[j], sizes[j] * 4))
+            return 0;
+    return 1;
+}
+
+/* Two steps of @spec on fresh inputs; @alias: 1 = out is in (in place), 2 = worker_error is
+ * in (the input becomes the error). Results are compared where they land. */
+static void two_steps(terse_comm_h comm, const char *spec, int dw, bufs_t *b, int alias)
+{
+    bufs_t v = *b;
+    fill(b, test_rank, 4);
+    for (int j = 0; j < NT; j++) {
+        if (alias == 1)
+            v.out[j] = v.in[j];
+        if (alias == 2)
+            v.werr[j] = v.in[j];
+    }
+    for (uint64_t step = 0; step < 2; step++) {
+        if (alias) /* the first step changed the input: restart from the same one */
+            fill(b, test_rank, 4 + (int)step);
+        terse_status_t st = run(comm, spec, dw, &v, 0, NT, step, NULL);
+        CHECK(st == TERSE_OK, "%s dw %d alias %d: %s (%s)", spec, dw, alias,
+              terse_status_name(st), terse_comm_last_error(comm));
+    }
+    for (int j = 0; j < NT && alias == 1; j++)
+        memcpy(b->out[j], b->in[j], sizes[j] * 4);
+    for (int j = 0; j < NT && alias == 2; j++)
+        memcpy(b->werr[j], b->in[j], sizes[j] * 4);
+}
+
+/* Pipelining (TERSE_PIPELINE_BYTES: segments of a few elements, messages in many chunks) and
+ * in-place buffers give the bits of unchunked calls on separate buffers: outputs, worker
+ * errors and server errors, for every algorithm. */
+static void test_pipeline(terse_comm_h comm)
+{
+    const char *chunk[] = {"256", "4100", "256", "256"};
+    const int alias[] = {0, 0, 1, 2};
+    for (int s = 0; s < NSPEC; s++) {
+        for (int dw = 0; dw < 2; dw++) {
+            for (int a = 0; a < NALGO; a++) {
+                bufs_t ref, cur;
+                alloc_bufs(&ref);
+                alloc_bufs(&cur);
+                set_algo(algos[a]);
+                set_pipeline("0");
+                two_steps(comm, specs[s], dw, &ref, 0);
+                for (int c = 0; c < 4; c++) {
+                    set_pipeline(chunk[c]);
+                    two_steps(comm, specs[s], dw, &cur, alias[c]);
+                    /* step 1 of the aliased runs starts from the seed-5 input: compare it to
+                     * an unaliased run of the same inputs */
+                    if (alias[c]) {
+                        bufs_t plain;
+                        alloc_bufs(&plain);
+                        set_pipeline("0");
+                        fill(&plain, test_rank, 4);
+                        CHECK(run(comm, specs[s], dw, &plain, 0, NT, 0, NULL) == TERSE_OK, "plain");
+                        fill(&plain, test_rank, 5);
+                        CHECK(run(comm, specs[s], dw, &plain, 0, NT, 1, NULL) == TERSE_OK, "plain");
+                        CHECK(same(&plain, &cur) && same_serr(&plain, &cur),
+                              "%s dw %d %s: in-place mode %d differs", specs[s], dw, algos[a],
+                              alias[c]);
+                        free_bufs(&plain);
+                        continue;
+                    }
+                    CHECK(same(&ref, &cur) && same_serr(&ref, &cur),
+                          "%s dw %d %s: TERSE_PIPELINE_BYTES=%s differs from 0", specs[s], dw,
+                          algos[a], chunk[c]);
+                }
+                free_bufs(&ref);
+                free_bufs(&cur);
+            }
+        }
+    }
+    set_pipeline("4194304");
+    set_algo("auto");
+}
+
 /* One call with every tensor == one call per tensor. */
 static void test_fusion(terse_comm_h comm)
 {
@@ -506,6 +593,8 @@ int main(int argc, char **argv)
         test_invariant(comm);
     else if (!strcmp(what, "faults"))
         test_faults(comm);
+    else if (!strcmp(what, "pipeline"))
+        test_pipeline(comm);
     else if (!strcmp(what, "corrupt"))
         test_corrupt(comm);
     else if (!strcmp(what, "ef_corrupt"))

@@ -33,13 +33,21 @@ extern const terse__algo_t terse__cmp_sign_a2a_ag_algo;
 extern const terse__algo_t terse__cmp_dense_algo;
 extern const terse__algo_t terse__cmp_hier_node_algo;
 
-/* A run of consecutive blocks of one tensor served by one owner. */
+/* A run of consecutive blocks of one tensor served by one owner (at most seg_cap elements
+ * unless one block is larger, so chunks can travel while the next ones compress). */
 typedef struct terse__cseg {
     size_t tensor;          /* index into the plan's tensors */
     size_t first, count;    /* blocks */
     size_t elem_off, elem_len; /* elements, within the tensor */
     int owner;
 } terse__cseg_t;
+
+/* A packed message whose segments [s_lo, s_hi) hold server results (double-way outputs). */
+typedef struct terse__csrv {
+    const uint8_t *buf;
+    size_t len, s_lo, s_hi;
+    int from;
+} terse__csrv_t;
 
 typedef struct terse__cplan {
     terse_compressor_t c;
@@ -52,14 +60,26 @@ typedef struct terse__cplan {
     size_t N;            /* total elements */
     terse__cseg_t *seg;
     size_t nseg;
+    size_t seg_cap;      /* most elements per segment when blocks allow (TERSE_PIPELINE_BYTES) */
     size_t nblocks;      /* blocks over all tensors */
     size_t *own_seg;     /* K + 1: owner r serves segments [own_seg[r], own_seg[r+1]) */
     size_t *own_elem;    /* K + 1: ... and global elements [own_elem[r], own_elem[r+1]) */
     size_t *own_cap;     /* K: packed-message capacity of owner r's segments */
+    size_t nchunk;       /* allgather pipeline: chunk c is segments [chunk_seg[c], chunk_seg[c+1]) */
+    size_t *chunk_seg;   /* nchunk + 1 */
+    size_t *chunk_cap;   /* nchunk + 1: packed capacity offsets of the chunks */
     int any_werr, any_serr;
+    /* Direct commit: with a codec that rebuilds remainders, errors are written once a call
+     * succeeded from the inputs and the messages (terse__decompress_remainder), and
+     * double-way outputs are decoded from the server messages into the callers' buffers,
+     * instead of being staged in full and copied: about three memory passes less per call. */
+    int direct_werr, direct_serr, direct_out;
+    terse__csrv_t *srv;  /* direct_out: the server messages, K at most */
+    int nsrv;
     /* carved from the request's pooled scratch */
-    uint8_t *wmsg;       /* this rank's packed worker message, segments in order */
-    size_t *wseg_off;    /* nseg + 1 byte offsets of each segment in wmsg */
+    uint8_t *wmsg;       /* this rank's packed worker message */
+    size_t *wseg_off, *wseg_end; /* nseg: byte range of each segment in wmsg */
+    size_t wfill;        /* bytes of wmsg compressed so far */
     uint8_t *smsg;       /* packed server message of the segments computed here */
     size_t smsg_len;
     uint8_t **rbuf;      /* K receive buffers */
@@ -84,24 +104,58 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
                                    int K, int rank);
 void terse__cplan_cleanup(terse_request_h req);
 
+/* Flags of terse__cplan_layout. */
+enum {
+    TERSE_CPLAN_DENSE = 1,       /* also the N-float dense copy of C(Delta_k) (cdense) */
+    TERSE_CPLAN_SERVER_MSGS = 2, /* double-way outputs arrive as server messages (direct_out) */
+};
+
 /* Carves the buffers out of the request's scratch; @rcap: bytes of each of the K receive
- * buffers; @dense: also the N-float dense copy of C(Delta_k). NULL-safe fail on no memory. */
-terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int dense);
+ * buffers. Decides the direct commit. Fails the request on no memory. */
+terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int flags);
 
-/* Compresses every segment of this rank's inputs into wmsg, worker errors into werr. */
-terse_status_t terse__cplan_compress_worker(terse_request_h req);
+/* Compresses segments [lo, hi) of this rank's inputs into wmsg after what is there (worker
+ * errors into werr when staged), polling the transport between segments so what was sent
+ * travels meanwhile. */
+terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi);
 
-/* Validates and adds packed segments [s_lo, s_hi) from @buf into @acc (global space). @server:
- * the message is a server message (for the error text). */
-terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, size_t len,
-                                       size_t s_lo, size_t s_hi, float *acc, int from, int server);
+/* What terse__cplan_unpack does with each segment of a packed message. */
+typedef enum {
+    TERSE_CPLAN_ADD,   /* validate, add C into @acc (global element space) */
+    TERSE_CPLAN_CHECK, /* validate only */
+    TERSE_CPLAN_OUT,   /* validate, add C into the tensors' out buffers */
+    TERSE_CPLAN_WERR,  /* validate, worker_error = in - C (the message compressed in) */
+    TERSE_CPLAN_SERR,  /* validate, server_error = acc - C (the message compressed acc) */
+} terse__cplan_op_t;
+
+/* Applies @op to packed segments [s_lo, s_hi) of @buf from participant @from. @server: the
+ * message is a server message (for the error text). Fails the request when corrupt. */
+terse_status_t terse__cplan_unpack(terse_request_h req, const uint8_t *buf, size_t len,
+                                   size_t s_lo, size_t s_hi, terse__cplan_op_t op, float *acc,
+                                   int from, int server);
+
+static inline terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf,
+                                                     size_t len, size_t s_lo, size_t s_hi,
+                                                     float *acc, int from, int server)
+{
+    return terse__cplan_unpack(req, buf, len, s_lo, s_hi, TERSE_CPLAN_ADD, acc, from, server);
+}
 
 /* For segments [s_lo, s_hi): avg = acc / K; single-way out = avg; double-way compresses
- * e_s + avg into smsg (packed), remainder into serr and out = decode(smsg). */
+ * e_s + avg into smsg (packed) and, unless direct, the remainder into serr and
+ * out = decode(smsg). */
 terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi);
 
-/* Copies staging into the caller's buffers; @serr_lo/@serr_hi: segments whose e_s changed. */
-void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
+/* Records a server message for the direct commit. */
+static inline void terse__cplan_add_srv(terse__cplan_t *p, const uint8_t *buf, size_t len,
+                                        size_t s_lo, size_t s_hi, int from)
+{
+    p->srv[p->nsrv++] = (terse__csrv_t){buf, len, s_lo, s_hi, from};
+}
+
+/* Writes the caller's buffers (outputs, worker errors, the server errors of segments
+ * [serr_lo, serr_hi) computed here). */
+terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
 
 /* The end of every algorithm: once this rank validated all it received, confirm with every
  * participant (terse__req_confirm), and commit when the confirmations arrived, so nobody
@@ -135,12 +189,12 @@ static inline void terse__cplan_recv_var(terse_request_h req, int q, uint16_t st
     terse__req_recv_var(req, terse__cplan_peer(terse__cplan(req), q), step, buf, cap);
 }
 
-/* Byte range of segments [lo, hi) in wmsg. */
+/* Byte range of segments [lo, hi) in wmsg (compressed one after the other). */
 static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t lo, size_t hi,
                                                size_t *len_p)
 {
-    *len_p = p->wseg_off[hi] - p->wseg_off[lo];
-    return p->wmsg + p->wseg_off[lo];
+    *len_p = hi > lo ? p->wseg_end[hi - 1] - p->wseg_off[lo] : 0;
+    return p->wmsg + (hi > lo ? p->wseg_off[lo] : 0);
 }
 
 /* Shared progress of the allgather family and of the owner family (one file each uses them). */

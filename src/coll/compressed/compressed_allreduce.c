@@ -69,8 +69,9 @@ static int use_hierarchy(terse_comm_h comm)
 static uint64_t signature_digest(const terse__cplan_t *p)
 {
     char spec[256] = "";
-    uint64_t h, v[4] = {(uint64_t)p->double_way, p->step, p->inner ? p->inner->id : 0,
-                        p->peer ? (uint64_t)p->any_werr : 0};
+    /* seg_cap: TERSE_PIPELINE_BYTES decides how the message splits into segments */
+    uint64_t h, v[5] = {(uint64_t)p->double_way, p->step, p->inner ? p->inner->id : 0,
+                        p->peer ? (uint64_t)p->any_werr : 0, p->seg_cap};
     terse_compressor_format(&p->c, spec, sizeof(spec));
     h = terse__digest(spec, strlen(spec), 0x7e55e);
     h = terse__digest(v, sizeof(v), h);

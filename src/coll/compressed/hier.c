@@ -65,8 +65,7 @@ static terse_status_t nonleader_progress(terse_request_h req)
             return req->status;
         /* fall through */
     default:
-        terse__cplan_commit(req, 0, 0); /* e_s stays with the leaders */
-        return TERSE_OK;
+        return terse__cplan_commit(req, 0, 0); /* e_s stays with the leaders */
     }
 }
 
@@ -132,8 +131,7 @@ static terse_status_t leader_progress(terse_request_h req)
         /* fall through */
     default:
         p->defer_commit = 0;
-        terse__cplan_commit(req, p->commit_lo, p->commit_hi);
-        return TERSE_OK;
+        return terse__cplan_commit(req, p->commit_lo, p->commit_hi);
     }
 }
 

@@ -4,6 +4,7 @@
 
 #include "compress/compress.h"
 #include "core/alloc.h"
+#include "core/config.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,10 +39,51 @@ void terse__cplan_cleanup(terse_request_h req)
     terse__free(p->own_elem);
     terse__free(p->own_cap);
     terse__free(p->wseg_off);
+    terse__free(p->wseg_end);
+    terse__free(p->chunk_seg);
+    terse__free(p->chunk_cap);
+    terse__free(p->srv);
     terse__free(p->rbuf);
     terse__free((void *)p->peer);
     terse__free(p);
     req->algo_data = NULL;
+}
+
+static size_t seg_cap_bytes(const terse__cplan_t *p, size_t s)
+{
+    const terse__cseg_t *g = &p->seg[s];
+    return 8 + terse__compress_blocks_max_bytes(&p->c, p->t[g->tensor].count, g->first, g->count);
+}
+
+/* The allgather's pipeline: chunks of whole segments of about seg_cap elements each, few
+ * enough that a round's transfers ((K-1) per chunk each way) stay within the engine's limit. */
+static terse_status_t plan_chunks(terse__cplan_t *p)
+{
+    size_t limit = p->K > 1 ? 480 / (size_t)(p->K - 1) : 1;
+    limit = limit < 1 ? 1 : limit > 64 ? 64 : limit;
+    size_t target = p->N;
+    if (p->seg_cap && limit > 1) {
+        size_t even = (p->N + limit - 2) / (limit - 1);
+        target = p->seg_cap > even ? p->seg_cap : even;
+    }
+    p->chunk_seg = terse__calloc(limit + 2, sizeof(size_t), "compressed allreduce chunks");
+    p->chunk_cap = terse__calloc(limit + 2, sizeof(size_t), "compressed allreduce chunks");
+    if (!p->chunk_seg || !p->chunk_cap)
+        return TERSE_ERR_NO_MEMORY;
+    size_t c = 0, elems = 0, cap = 0;
+    for (size_t s = 0; s < p->nseg; s++) {
+        if (elems >= target && c + 1 < limit) {
+            p->chunk_seg[++c] = s;
+            p->chunk_cap[c] = cap;
+            elems = 0;
+        }
+        elems += p->seg[s].elem_len;
+        cap += seg_cap_bytes(p, s);
+    }
+    p->nchunk = c + 1;
+    p->chunk_seg[p->nchunk] = p->nseg;
+    p->chunk_cap[p->nchunk] = cap;
+    return TERSE_OK;
 }
 
 terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params,
@@ -64,8 +106,10 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     p->own_elem = terse__calloc(K + 1, sizeof(size_t), "compressed allreduce owners");
     p->own_cap = terse__calloc(K, sizeof(size_t), "compressed allreduce owners");
     p->rbuf = terse__calloc(K, sizeof(uint8_t *), "compressed allreduce receive buffers");
-    if (!p->t || !p->toff || !p->own_seg || !p->own_elem || !p->own_cap || !p->rbuf)
+    p->srv = terse__calloc(K, sizeof(*p->srv), "compressed allreduce server messages");
+    if (!p->t || !p->toff || !p->own_seg || !p->own_elem || !p->own_cap || !p->rbuf || !p->srv)
         return TERSE_ERR_NO_MEMORY;
+    p->seg_cap = terse__config()->pipeline_bytes / sizeof(float);
     if (p->nt)
         memcpy(p->t, params->tensors, p->nt * sizeof(*p->t));
     size_t nblk = 0;
@@ -79,8 +123,9 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     p->nblocks = nblk;
     /* at most one segment per block, plus one split per owner boundary per tensor */
     p->seg = terse__calloc(nblk + 1, sizeof(*p->seg), "compressed allreduce segments");
-    p->wseg_off = terse__calloc(nblk + 2, sizeof(size_t), "compressed allreduce segments");
-    if (!p->seg || !p->wseg_off)
+    p->wseg_off = terse__calloc(nblk + 1, sizeof(size_t), "compressed allreduce segments");
+    p->wseg_end = terse__calloc(nblk + 1, sizeof(size_t), "compressed allreduce segments");
+    if (!p->seg || !p->wseg_off || !p->wseg_end)
         return TERSE_ERR_NO_MEMORY;
     for (size_t j = 0; j < p->nt; j++) {
         size_t n = p->t[j].count, nb = terse__compress_nblocks(&p->c, n), bs = block_size_of(&p->c, n);
@@ -88,7 +133,8 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
             size_t start = b * bs, len = n - start < bs ? n - start : bs;
             int o = owner_of(p->toff[j] + start, p->N, p->K);
             terse__cseg_t *last = p->nseg ? &p->seg[p->nseg - 1] : NULL;
-            if (last && last->tensor == j && last->owner == o) {
+            if (last && last->tensor == j && last->owner == o &&
+                (!p->seg_cap || last->elem_len + len <= p->seg_cap)) {
                 last->count++;
                 last->elem_len += len;
                 continue;
@@ -103,16 +149,13 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
         p->own_seg[r] = s;
         p->own_elem[r] = s < p->nseg ? p->toff[p->seg[s].tensor] + p->seg[s].elem_off : p->N;
         size_t cap = 0;
-        for (; s < p->nseg && p->seg[s].owner == r; s++) {
-            const terse__cseg_t *g = &p->seg[s];
-            cap += 8 + terse__compress_blocks_max_bytes(&p->c, p->t[g->tensor].count, g->first,
-                                                        g->count);
-        }
+        for (; s < p->nseg && p->seg[s].owner == r; s++)
+            cap += seg_cap_bytes(p, s);
         p->own_cap[r] = cap;
     }
     p->own_seg[K] = p->nseg;
     p->own_elem[K] = p->N;
-    return TERSE_OK;
+    return plan_chunks(p);
 }
 
 static size_t align64(size_t x)
@@ -120,17 +163,23 @@ static size_t align64(size_t x)
     return (x + 63) & ~(size_t)63;
 }
 
-terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int dense)
+terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int flags)
 {
     terse__cplan_t *p = terse__cplan(req);
+    int remainders = !p->peer && terse__compress_has_remainder(&p->c);
+    p->direct_werr = p->any_werr && remainders;
+    p->direct_serr = p->double_way && remainders;
+    p->direct_out = !p->peer && p->double_way && (flags & TERSE_CPLAN_SERVER_MSGS);
+    p->nsrv = 0;
+    p->wfill = 0;
     size_t wcap = 0, fl = align64(p->N * sizeof(float));
     for (int r = 0; r < p->K; r++)
         wcap += p->own_cap[r];
     wcap = align64(wcap);
-    size_t total = 2 * wcap + (size_t)p->K * align64(rcap) + 2 * fl;
-    total += p->any_werr ? fl : 0;
-    total += p->double_way ? fl : 0;
-    total += dense ? fl : 0;
+    int werr = p->any_werr && !p->direct_werr, serr = p->double_way && !p->direct_serr;
+    int dense = (flags & TERSE_CPLAN_DENSE) != 0;
+    size_t total = 2 * wcap + (size_t)p->K * align64(rcap) + fl;
+    total += (p->direct_out ? 0 : fl) + (werr ? fl : 0) + (serr ? fl : 0) + (dense ? fl : 0);
     uint8_t *m = terse__req_scratch(req, total + 64);
     if (!m)
         return req->status;
@@ -140,49 +189,83 @@ terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int dense)
     for (int r = 0; r < p->K; r++)
         p->rbuf[r] = m, m += align64(rcap);
     p->acc = (float *)m, m += fl;
-    p->out = (float *)m, m += fl;
-    p->werr = p->any_werr ? (float *)m : NULL, m += p->any_werr ? fl : 0;
-    p->serr = p->double_way ? (float *)m : NULL, m += p->double_way ? fl : 0;
+    p->out = p->direct_out ? NULL : (float *)m, m += p->direct_out ? 0 : fl;
+    p->werr = werr ? (float *)m : NULL, m += werr ? fl : 0;
+    p->serr = serr ? (float *)m : NULL, m += serr ? fl : 0;
     p->cdense = dense ? (float *)m : NULL;
     return TERSE_OK;
 }
 
-terse_status_t terse__cplan_compress_worker(terse_request_h req)
+terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi)
 {
     terse__cplan_t *p = terse__cplan(req);
-    size_t off = 0;
     char msg[256] = "";
-    for (size_t s = 0; s < p->nseg; s++) {
+    for (size_t s = lo; s < hi; s++) {
+        if (p->wfill > 0 && p->K > 1) { /* something may be on its way */
+            terse__req_poll(req);
+            if (req->status != TERSE_INPROGRESS)
+                return req->status;
+        }
         const terse__cseg_t *g = &p->seg[s];
         const terse_ctensor_t *t = &p->t[g->tensor];
         size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
         float *rem = p->werr ? p->werr + p->toff[g->tensor] : NULL;
-        p->wseg_off[s] = off;
+        uint8_t *w = p->wmsg + p->wfill;
         terse_status_t st = terse__compress_blocks(&p->c, t->in, t->count, t->id, p->step, g->first,
-                                                   g->count, p->wmsg + off + 8, cap, &len, NULL,
-                                                   rem, msg, sizeof(msg));
+                                                   g->count, w + 8, cap, &len, NULL, rem, msg,
+                                                   sizeof(msg));
         if (st != TERSE_OK)
             return terse__req_fail(req, st, "compressing %s: %s",
                                    p->peer ? "this host's average of its ranks' inputs"
                                            : "this rank's input", msg);
         uint64_t l = len;
-        memcpy(p->wmsg + off, &l, 8);
-        off += 8 + len;
+        memcpy(w, &l, 8);
+        p->wseg_off[s] = p->wfill;
+        p->wfill += 8 + len;
+        p->wseg_end[s] = p->wfill;
     }
-    p->wseg_off[p->nseg] = off;
     return TERSE_OK;
 }
 
-terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, size_t len,
-                                       size_t s_lo, size_t s_hi, float *acc, int from, int server)
+/* One segment's message under @op; see terse__cplan_op_t. */
+static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, const uint8_t *m,
+                                 size_t l, terse__cplan_op_t op, float *acc, char *msg, size_t ml)
+{
+    const terse_ctensor_t *t = &p->t[g->tensor];
+    const terse_compressor_t *c = &p->c;
+    size_t n = t->count, first = g->first, count = g->count, off = p->toff[g->tensor];
+    switch (op) {
+    case TERSE_CPLAN_ADD:
+        return terse__decompress_blocks_add(c, m, l, n, t->id, p->step, first, count, acc + off,
+                                            msg, ml);
+    case TERSE_CPLAN_OUT:
+        return terse__decompress_blocks_add(c, m, l, n, t->id, p->step, first, count, t->out, msg,
+                                            ml);
+    case TERSE_CPLAN_WERR:
+        if (t->worker_error)
+            return terse__decompress_remainder(c, m, l, n, t->id, p->step, first, count, t->in,
+                                               t->worker_error, msg, ml);
+        break;
+    case TERSE_CPLAN_SERR:
+        if (t->server_error)
+            return terse__decompress_remainder(c, m, l, n, t->id, p->step, first, count,
+                                               acc + off, t->server_error, msg, ml);
+        break;
+    case TERSE_CPLAN_CHECK:
+        break;
+    }
+    return terse__decompress_blocks_check(c, m, l, n, t->id, p->step, first, count, msg, ml);
+}
+
+terse_status_t terse__cplan_unpack(terse_request_h req, const uint8_t *buf, size_t len,
+                                   size_t s_lo, size_t s_hi, terse__cplan_op_t op, float *acc,
+                                   int from, int server)
 {
     terse__cplan_t *p = terse__cplan(req);
     const char *what = server ? "server message" : "message";
     char msg[256] = "";
     size_t off = 0;
     for (size_t s = s_lo; s < s_hi; s++) {
-        const terse__cseg_t *g = &p->seg[s];
-        const terse_ctensor_t *t = &p->t[g->tensor];
         uint64_t l;
         if (len - off < 8)
             return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d truncated at %zu bytes",
@@ -193,9 +276,7 @@ terse_status_t terse__cplan_add_packed(terse_request_h req, const uint8_t *buf, 
             return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                    "%s from rank %d: segment of %llu bytes overruns %zu", what,
                                    terse__cplan_peer(p, from), (unsigned long long)l, len);
-        terse_status_t st = terse__decompress_blocks_add(&p->c, buf + off, (size_t)l, t->count, t->id,
-                                                         p->step, g->first, g->count,
-                                                         acc + p->toff[g->tensor], msg, sizeof(msg));
+        terse_status_t st = unpack_one(p, &p->seg[s], buf + off, (size_t)l, op, acc, msg, sizeof(msg));
         if (st != TERSE_OK)
             return terse__req_fail(req, st == TERSE_ERR_INVALID_ARG ? TERSE_ERR_CORRUPT : st,
                                    "%s from rank %d: %s", what, terse__cplan_peer(p, from), msg);
@@ -240,7 +321,8 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
         size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
         terse_status_t st = terse__compress_blocks(&p->c, p->acc + p->toff[g->tensor], t->count, t->id,
                                                    p->step, g->first, g->count, p->smsg + off + 8,
-                                                   cap, &len, NULL, p->serr + p->toff[g->tensor],
+                                                   cap, &len, NULL,
+                                                   p->serr ? p->serr + p->toff[g->tensor] : NULL,
                                                    msg, sizeof(msg));
         if (st != TERSE_OK)
             return terse__req_fail(req, st, "server compression: %s", msg);
@@ -249,6 +331,10 @@ terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
         off += 8 + len;
     }
     p->smsg_len = off;
+    if (p->direct_out) {
+        terse__cplan_add_srv(p, p->smsg, off, s_lo, s_hi, p->rank);
+        return TERSE_OK;
+    }
     memset(out + e_lo, 0, (e_hi - e_lo) * sizeof(float));
     return terse__cplan_add_packed(req, p->smsg, off, s_lo, s_hi, out, p->rank, 1);
 }
@@ -262,33 +348,54 @@ terse_status_t terse__cplan_confirm_commit(terse_request_h req, uint64_t confirm
         if (terse__req_confirm(req, p->peer, p->K) != TERSE_OK)
             return req->status;
     }
-    terse__cplan_commit(req, serr_lo, serr_hi);
-    return TERSE_OK;
+    return terse__cplan_commit(req, serr_lo, serr_hi);
 }
 
-void terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
+/* Every message was validated before the confirmation round, so the unpacking here cannot
+ * fail but for scratch memory on a thread that has not decoded yet (the request then fails on
+ * this rank with its buffers partly written: the one case out of memory is not atomic). */
+terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
     terse__cplan_t *p = terse__cplan(req);
     if (p->defer_commit) {
         p->commit_lo = serr_lo;
         p->commit_hi = serr_hi;
-        return;
+        return TERSE_OK;
     }
-    for (size_t j = 0; j < p->nt; j++) {
-        const terse_ctensor_t *t = &p->t[j];
-        if (!t->count)
-            continue;
-        memmove(t->out, p->out + p->toff[j], t->count * sizeof(float));
-        if (t->worker_error)
-            memcpy(t->worker_error, p->werr + p->toff[j], t->count * sizeof(float));
-    }
-    if (!p->double_way)
-        return;
-    for (size_t s = serr_lo; s < serr_hi; s++) {
+    /* worker errors first: they read the inputs, which an in-place output overwrites */
+    for (size_t s = 0; s < p->nseg && p->direct_werr; s++)
+        if (terse__cplan_unpack(req, p->wmsg + p->wseg_off[s], p->wseg_end[s] - p->wseg_off[s], s,
+                                s + 1, TERSE_CPLAN_WERR, NULL, p->rank, 0) != TERSE_OK)
+            return req->status;
+    for (size_t j = 0; j < p->nt && p->werr; j++)
+        if (p->t[j].worker_error && p->t[j].count)
+            memcpy(p->t[j].worker_error, p->werr + p->toff[j], p->t[j].count * sizeof(float));
+    if (p->direct_serr && serr_hi > serr_lo &&
+        terse__cplan_unpack(req, p->smsg, p->smsg_len, serr_lo, serr_hi, TERSE_CPLAN_SERR, p->acc,
+                            p->rank, 1) != TERSE_OK)
+        return req->status;
+    for (size_t s = serr_lo; s < serr_hi && p->serr; s++) {
         const terse__cseg_t *g = &p->seg[s];
         float *es = p->t[g->tensor].server_error;
         if (es)
             memcpy(es + g->elem_off, p->serr + p->toff[g->tensor] + g->elem_off,
                    g->elem_len * sizeof(float));
     }
+    if (p->direct_out) {
+        /* out = 0 + decode(server messages): the staged path's arithmetic, in place */
+        for (size_t j = 0; j < p->nt; j++)
+            if (p->t[j].count)
+                memset(p->t[j].out, 0, p->t[j].count * sizeof(float));
+        for (int i = 0; i < p->nsrv; i++) {
+            const terse__csrv_t *v = &p->srv[i];
+            if (terse__cplan_unpack(req, v->buf, v->len, v->s_lo, v->s_hi, TERSE_CPLAN_OUT, NULL,
+                                    v->from, 1) != TERSE_OK)
+                return req->status;
+        }
+        return TERSE_OK;
+    }
+    for (size_t j = 0; j < p->nt; j++)
+        if (p->t[j].count)
+            memmove(p->t[j].out, p->out + p->toff[j], p->t[j].count * sizeof(float));
+    return TERSE_OK;
 }

@@ -25,22 +25,25 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
         size_t cap = 0;
         for (int r = 0; r < K; r++)
             cap = p->own_cap[r] > cap ? p->own_cap[r] : cap;
-        if (terse__cplan_layout(req, K > 1 ? cap : 0, 0) != TERSE_OK ||
-            terse__cplan_compress_worker(req) != TERSE_OK)
+        if (terse__cplan_layout(req, K > 1 ? cap : 0, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
             return req->status;
         req->state[0] = 1;
-        if (K > 1) {
-            for (int q = 0; q < K; q++)
-                if (q != me)
-                    terse__cplan_recv_var(req, q, 0, p->rbuf[q], p->own_cap[me]);
-            for (int q = 0; q < K; q++) {
-                if (q == me)
-                    continue;
+        for (int q = 0; q < K; q++)
+            if (q != me)
+                terse__cplan_recv_var(req, q, 0, p->rbuf[q], p->own_cap[me]);
+        /* each owner's part leaves as soon as it is compressed, starting with the next rank's
+         * (so owners are not all sent to at once), and this rank's own part comes last */
+        for (int i = 1; i <= K; i++) {
+            int q = (me + i) % K;
+            if (terse__cplan_compress(req, p->own_seg[q], p->own_seg[q + 1]) != TERSE_OK)
+                return req->status;
+            if (q != me) {
                 w = terse__cplan_wpart(p, p->own_seg[q], p->own_seg[q + 1], &wlen);
                 terse__cplan_send(req, q, 0, w, wlen);
             }
-            return TERSE_INPROGRESS;
         }
+        if (K > 1)
+            return TERSE_INPROGRESS;
     } /* fall through */
     case 1:
         memset(p->acc + p->own_elem[me], 0, own_len(p, me) * sizeof(float));
@@ -77,9 +80,17 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
         for (int q = 0; q < K && p->double_way; q++) {
             if (q == me)
                 continue;
+            size_t len = terse__req_received_len(req, q < me ? q : q - 1);
+            size_t s_lo = p->own_seg[q], s_hi = p->own_seg[q + 1];
+            if (p->direct_out) {
+                if (terse__cplan_unpack(req, p->rbuf[q], len, s_lo, s_hi, TERSE_CPLAN_CHECK, NULL,
+                                        q, 1) != TERSE_OK)
+                    return req->status;
+                terse__cplan_add_srv(p, p->rbuf[q], len, s_lo, s_hi, q);
+                continue;
+            }
             memset(p->out + p->own_elem[q], 0, own_len(p, q) * sizeof(float));
-            if (terse__cplan_add_packed(req, p->rbuf[q], terse__req_received_len(req, q < me ? q : q - 1),
-                                        p->own_seg[q], p->own_seg[q + 1], p->out, q, 1) != TERSE_OK)
+            if (terse__cplan_add_packed(req, p->rbuf[q], len, s_lo, s_hi, p->out, q, 1) != TERSE_OK)
                 return req->status;
         }
         break;
