@@ -20,6 +20,7 @@
 
 #include "core/half.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static int forced_enc = -1;
@@ -49,9 +50,79 @@ static void hist_keys(const uint32_t *keys, size_t cnt, uint32_t lo, uint32_t hi
             hist[(keys[i] - lo) >> shift]++;
 }
 
+/* The @r-th largest (0-based) of a[0..n), r < n; reorders a. Quickselect: the value it
+ * returns does not depend on the pivots, only the time does. */
+static uint32_t nth_largest(uint32_t *a, size_t n, size_t r)
+{
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)r;
+    while (lo < hi) {
+        uint32_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
+        uint32_t piv = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) { /* Hoare, descending: [lo, j] >= piv >= [i, hi] */
+            while (a[i] > piv)
+                i++;
+            while (a[j] < piv)
+                j--;
+            if (i <= j) {
+                uint32_t t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            return a[want]; /* between the halves: equal to the pivot */
+    }
+    return a[want];
+}
+
+enum { SAMPLES = 1024, SAMPLE_MIN_BLOCK = 32768 };
+
+/* Fast path for small k/nb: a threshold from a fixed sample of the block that very likely has
+ * a little more than k keys at or above it, one pass collecting those keys, the exact k-th
+ * largest among them. 1 when it found the selection (and *bad: a non-finite value), 0 when
+ * the sample misled it (the histogram path then runs), -1 on no memory. */
+static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
+                          terse__topk_sel_t *sel, int *bad)
+{
+    uint32_t smp[SAMPLES];
+    for (size_t i = 0; i < SAMPLES; i++)
+        smp[i] = terse__f32_bits(v[i * nb / SAMPLES]) & TERSE__ABS_MASK;
+    /* about 1.5x the expected sample count above the true threshold, plus slack */
+    size_t r = (size_t)(1.5 * (double)k * SAMPLES / (double)nb) + 8;
+    uint32_t t = nth_largest(smp, SAMPLES, r);
+    size_t cap = 4 * k + 4096;
+    uint32_t *keys = terse__compress_scratch(2, cap * sizeof(uint32_t));
+    if (!keys)
+        return -1;
+    size_t cnt = kern->topk_collect(v, nb, t, UINT32_MAX, keys, cap);
+    if (cnt < k || cnt > cap)
+        return 0;
+    uint32_t thr = nth_largest(keys, cnt, k - 1), mx = 0;
+    size_t above = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        above += keys[i] > thr;
+        mx = keys[i] > mx ? keys[i] : mx;
+    }
+    sel->thr = thr;
+    sel->n_eq = k - above;
+    /* every key >= t was collected: a non-finite one among them, or t itself non-finite */
+    *bad = mx >= TERSE__NONFINITE || t >= TERSE__NONFINITE;
+    return 1;
+}
+
 int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
                        terse__topk_sel_t *sel)
 {
+    if (nb >= SAMPLE_MIN_BLOCK && k <= nb / 32) {
+        int bad = 0, found = select_sampled(kern, v, nb, k, sel, &bad);
+        if (found != 0)
+            return found < 0 ? -1 : bad;
+    }
     uint32_t hist[TERSE__TOPK_BINS1] = {0};
     int bad = kern->topk_hist(v, nb, hist);
     size_t need = k;

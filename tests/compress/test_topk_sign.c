@@ -179,7 +179,9 @@ static void t_topk_ties(void)
 
 static void t_topk_reference(void)
 {
-    size_t sizes[] = {1, 2, 7, 8, 9, 100, 1000, 4097, 70000};
+    /* from 32768 elements and k <= nb/32 the threshold comes from a sample (kinds 3-5 try to
+     * mislead it: sorted, and large values only between or only at the sampled positions) */
+    size_t sizes[] = {1, 2, 7, 8, 9, 100, 1000, 4097, 70000, 262144, 300001};
     const char *specs[] = {"topk:0.01",        "topk:0.1",
                            "topk:0.5",         "topk:1",
                            "topk:1e-9",        "topk:0.05,block=100",
@@ -187,8 +189,18 @@ static void t_topk_reference(void)
     for (size_t a = 0; a < sizeof(sizes) / sizeof(sizes[0]); a++) {
         size_t n = sizes[a];
         float *v = malloc(n * 4);
-        for (int kind = 0; kind < 3; kind++) {
-            if (kind == 0)
+        for (int kind = 0; kind < 6; kind++) {
+            if (kind >= 3 && n < 32768)
+                continue;
+            if (kind == 3) /* ascending magnitudes, alternating signs */
+                for (size_t i = 0; i < n; i++)
+                    v[i] = (float)i * (i % 2 ? 1.0f : -1.0f);
+            else if (kind >= 4) { /* big values off (4) or on (5) the sampled positions */
+                for (size_t i = 0; i < n; i++)
+                    v[i] = kind == 4 ? 3.0f + (float)(i % 13) : 0.5f;
+                for (size_t i = 0; i < 1024; i++)
+                    v[i * n / 1024] = kind == 4 ? 0.25f : 9.0f + (float)i;
+            } else if (kind == 0)
                 test_fill(v, n);
             else if (kind == 1) /* heavy ties: few distinct magnitudes */
                 for (size_t i = 0; i < n; i++)
