@@ -94,7 +94,9 @@ static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t 
         smp[i] = terse__f32_bits(v[i * nb / SAMPLES]) & TERSE__ABS_MASK;
     /* about 1.5x the expected sample count above the true threshold, plus slack */
     size_t r = (size_t)(1.5 * (double)k * SAMPLES / (double)nb) + 8;
+    /* mostly zeros (a sparse sum, say): collect the nonzeros, they may be few enough */
     uint32_t t = nth_largest(smp, SAMPLES, r);
+    t = t ? t : 1;
     size_t cap = 4 * k + 4096;
     uint32_t *keys = terse__compress_scratch(2, cap * sizeof(uint32_t));
     if (!keys)
