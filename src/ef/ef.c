@@ -126,6 +126,15 @@ static int averaging_due(const terse_ef_h ef)
            ef->averaged_step != ef->step + 1;
 }
 
+/* e_k and the staging are the same size and placement: a finished step's staging holds the
+ * new e_k, so the two trade places instead of copying N floats. */
+static void swap_errors(terse_ef_h ef)
+{
+    float *t = ef->ek;
+    ef->ek = ef->stage;
+    ef->stage = t;
+}
+
 terse_status_t terse_ef_prepare(terse_ef_h ef, const float *const *x, float *const *xh)
 {
     if (!ef || (xh && ef->nt && !x))
@@ -136,7 +145,7 @@ terse_status_t terse_ef_prepare(terse_ef_h ef, const float *const *x, float *con
                                             TERSE_OP_AVG);
         if (st != TERSE_OK)
             return st;
-        memcpy(ef->ek, ef->stage, ef->N * sizeof(float));
+        swap_errors(ef); /* the average becomes e_k; the old e_k is the next staging */
         ef->averaged_step = ef->step + 1;
     }
     if (!xh)
@@ -184,7 +193,9 @@ terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d, float *co
             .count = ef->counts[j],
             .in = delta,
             .out = update[j],
-            .worker_error = e ? ef->ek + ef->off[j] : NULL, /* line 18, written on success only */
+            /* line 18 in place: Delta becomes e_k' once the call succeeded (the buffers swap
+             * below), and on failure nothing is written and e_k is as it was */
+            .worker_error = e ? delta : NULL,
             .server_error = ef->es ? ef->es + ef->off[j] : NULL, /* line 22 */
         };
     }
@@ -201,6 +212,8 @@ terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d, float *co
     if (st == TERSE_OK)
         st = terse_wait(req);
     if (st == TERSE_OK) {
+        if (ef->ek)
+            swap_errors(ef);
         ef->bytes_sent += terse_request_bytes_sent(req);
         ef->step++;
     }
