@@ -377,6 +377,33 @@ terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const v
     return TERSE_OK;
 }
 
+terse_status_t terse__decompress_blocks_set(const terse_compressor_t *c, const void *wire,
+                                            size_t wire_len, size_t n, uint32_t tensor_id,
+                                            uint64_t step, size_t first, size_t count, float *out,
+                                            char *msg, size_t msglen)
+{
+    terse__crange_t r;
+    if (count && !out)
+        return null_buffer(tensor_id, msg, msglen);
+    terse_status_t st =
+        decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
+    if (st != TERSE_OK || !count)
+        return st;
+    const terse__codec_ops_t *ops = codecs[r.c.kind];
+    const uint8_t *p = (const uint8_t *)wire + TERSE__WIRE_HEADER_SIZE;
+    size_t len = wire_len - TERSE__WIRE_HEADER_SIZE;
+    if (ops->set) {
+        ops->set(&r, p, len, out);
+        return TERSE_OK;
+    }
+    size_t lo = terse__crange_block_start(&r, first);
+    size_t hi = terse__crange_block_start(&r, first + count - 1) +
+                terse__crange_block_len(&r, first + count - 1);
+    memset(out + lo, 0, (hi - lo) * sizeof(float));
+    ops->add(&r, p, len, out);
+    return TERSE_OK;
+}
+
 terse_status_t terse__decompress_blocks_check(const terse_compressor_t *c, const void *wire,
                                               size_t wire_len, size_t n, uint32_t tensor_id,
                                               uint64_t step, size_t first, size_t count,

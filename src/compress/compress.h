@@ -44,6 +44,14 @@ terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const v
                                             uint64_t step, size_t first, size_t count, float *acc,
                                             char *msg, size_t msglen);
 
+/* Validates like terse__decompress_blocks_add, then writes out = 0 + C(v) over the message's
+ * blocks (every element of them; the bits of zeroing them and adding). One pass where the
+ * codec can (sign), instead of a memset pass and an add pass. */
+terse_status_t terse__decompress_blocks_set(const terse_compressor_t *c, const void *wire,
+                                            size_t wire_len, size_t n, uint32_t tensor_id,
+                                            uint64_t step, size_t first, size_t count, float *out,
+                                            char *msg, size_t msglen);
+
 /* Validates the message as terse__decompress_blocks_add does, adding nothing. */
 terse_status_t terse__decompress_blocks_check(const terse_compressor_t *c, const void *wire,
                                               size_t wire_len, size_t n, uint32_t tensor_id,
@@ -108,6 +116,8 @@ typedef struct terse__codec_ops {
                              size_t *out_len_p, float *dense, float *rem);
     terse_status_t (*validate)(const terse__crange_t *r, const uint8_t *p, size_t len);
     void (*add)(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc);
+    /* optional: after validate, out = 0 + C(v) over the range (else memset, then add) */
+    void (*set)(const terse__crange_t *r, const uint8_t *p, size_t len, float *out);
     /* optional: after validate, rem = v - C(v) bit for bit as encode's rem (rem may be v) */
     void (*remainder)(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
                       float *rem);

@@ -97,6 +97,26 @@ static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
     }
 }
 
+/* 0 + c, a cache-sized piece at a time: the zeros are still in L1 when the add reads them,
+ * so the output is written to memory once. */
+static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, float *out)
+{
+    (void)len;
+    enum { PIECE = 4096 }; /* elements; a multiple of 8 keeps the bitmap bytes aligned */
+    const terse__ckernels_t *kern = terse__ckernels();
+    size_t pos = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        float scale = terse__get_f32(p + pos), *o = out + terse__crange_block_start(r, b);
+        for (size_t e = 0; e < nb; e += PIECE) {
+            size_t m = nb - e < PIECE ? nb - e : PIECE;
+            memset(o + e, 0, m * sizeof(float));
+            kern->sign_add(p + pos + 4 + e / 8, m, scale, o + e);
+        }
+        pos += 4 + (nb + 7) / 8;
+    }
+}
+
 /* encode's remainder x - c is x + (-c) exactly (IEEE subtraction is addition of the
  * negation), so adding the signs with the scale negated onto a copy of v gives its bits. */
 static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
@@ -121,5 +141,6 @@ const terse__codec_ops_t terse__codec_sign = {
     .encode = sign_encode,
     .validate = sign_validate,
     .add = sign_add,
+    .set = sign_set,
     .remainder = sign_remainder,
 };

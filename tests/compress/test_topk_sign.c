@@ -364,12 +364,12 @@ static void t_casts(void)
     free(v), free(d), free(r), free(acc);
 }
 
-/* The collectives write worker and server errors after a call from the message alone:
+/* The collectives write worker and server errors and outputs after a call from the messages:
  * terse__decompress_remainder must give encode's remainder bit for bit (signed zeros, ties,
  * sub-ranges, in place), validate like decode, and refuse codecs that cannot. */
 static void t_remainder_rebuild(void)
 {
-    size_t n = 1003;
+    size_t n = 13003;
     float *v = malloc(n * 4), *rem = malloc(n * 4), *again = malloc(n * 4), *inpl = malloc(n * 4);
     test_fill(v, n);
     for (size_t i = 0; i < n; i += 7)
@@ -414,6 +414,33 @@ static void t_remainder_rebuild(void)
         CHECK_EQ_INT(terse__decompress_blocks_check(&c, m, len - 1, n, 2, 5, first, count, msg,
                                                     sizeof(msg)),
                      TERSE_ERR_CORRUPT);
+        free(m);
+    }
+    /* set: out = 0 + C over the range's blocks, the bits of zeroing and adding, nothing else
+     * written (sign does it in cache-sized pieces: blocks larger than a piece) */
+    for (size_t s = 0; s <= N_SPECS; s++) {
+        char sp[64];
+        snprintf(sp, sizeof(sp), "%s,block=%s", s < N_SPECS ? all_specs[s] : "sign",
+                 s < N_SPECS ? "64" : "5000");
+        terse_compressor_t c = spec(sp);
+        size_t nb = terse__compress_nblocks(&c, n), first = 1, count = nb - 2;
+        size_t cap = terse__compress_blocks_max_bytes(&c, n, first, count), len;
+        uint8_t *m = malloc(cap);
+        char msg[128];
+        CHECK_EQ_INT(terse__compress_blocks(&c, v, n, 2, 5, first, count, m, cap, &len, NULL, NULL,
+                                            msg, sizeof(msg)),
+                     TERSE_OK);
+        for (size_t i = 0; i < n; i++)
+            rem[i] = again[i] = 31.0f;
+        size_t lo = first * c.block_size, hi = (first + count) * c.block_size;
+        memset(rem + lo, 0, (hi - lo) * 4);
+        CHECK_EQ_INT(terse__decompress_blocks_add(&c, m, len, n, 2, 5, first, count, rem, msg,
+                                                  sizeof(msg)),
+                     TERSE_OK);
+        CHECK_EQ_INT(terse__decompress_blocks_set(&c, m, len, n, 2, 5, first, count, again, msg,
+                                                  sizeof(msg)),
+                     TERSE_OK);
+        CHECK(bits_equal(rem, again, n));
         free(m);
     }
     terse_compressor_t r = spec("randk:0.05");

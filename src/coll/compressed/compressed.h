@@ -123,7 +123,7 @@ terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi);
 typedef enum {
     TERSE_CPLAN_ADD,   /* validate, add C into @acc (global element space) */
     TERSE_CPLAN_CHECK, /* validate only */
-    TERSE_CPLAN_OUT,   /* validate, add C into the tensors' out buffers */
+    TERSE_CPLAN_OUT,   /* validate, out = 0 + C over the segments (every element written) */
     TERSE_CPLAN_WERR,  /* validate, worker_error = in - C (the message compressed in) */
     TERSE_CPLAN_SERR,  /* validate, server_error = acc - C (the message compressed acc) */
 } terse__cplan_op_t;

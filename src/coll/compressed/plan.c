@@ -239,7 +239,7 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
         return terse__decompress_blocks_add(c, m, l, n, t->id, p->step, first, count, acc + off,
                                             msg, ml);
     case TERSE_CPLAN_OUT:
-        return terse__decompress_blocks_add(c, m, l, n, t->id, p->step, first, count, t->out, msg,
+        return terse__decompress_blocks_set(c, m, l, n, t->id, p->step, first, count, t->out, msg,
                                             ml);
     case TERSE_CPLAN_WERR:
         if (t->worker_error)
@@ -382,10 +382,8 @@ terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t s
                    g->elem_len * sizeof(float));
     }
     if (p->direct_out) {
-        /* out = 0 + decode(server messages): the staged path's arithmetic, in place */
-        for (size_t j = 0; j < p->nt; j++)
-            if (p->t[j].count)
-                memset(p->t[j].out, 0, p->t[j].count * sizeof(float));
+        /* out = 0 + decode(server messages), the staged path's arithmetic, in place: the
+         * server messages' segments cover every block once */
         for (int i = 0; i < p->nsrv; i++) {
             const terse__csrv_t *v = &p->srv[i];
             if (terse__cplan_unpack(req, v->buf, v->len, v->s_lo, v->s_hi, TERSE_CPLAN_OUT, NULL,
