@@ -5,7 +5,10 @@
  * again when all of them completed, resuming from its own counters. Every message carries a
  * header with the call's signature (collective, dtype, op, count, root, algorithm, sequence
  * number); a receiver that sees a different signature fails with TERSE_ERR_MISMATCH and
- * tells every rank (an abort message), so all ranks return the error instead of hanging. */
+ * tells every rank (an abort message), so all ranks return the error instead of hanging.
+ * Headers also carry a checksum of their payload (TERSE_CHECKSUM: by default for the
+ * compressed allreduce and internal exchanges), which the receiver recomputes over the bytes
+ * that arrived: a mismatch is TERSE_ERR_CORRUPT naming the sender. */
 #ifndef TERSE_COLL_COMM_H
 #define TERSE_COLL_COMM_H
 
@@ -20,7 +23,7 @@
 #include <stdint.h>
 
 #define TERSE_MSG_MAGIC   0x45535254u /* "TRSE" */
-#define TERSE_MSG_VERSION 1
+#define TERSE_MSG_VERSION 2
 
 typedef enum terse__coll_kind {
     TERSE_COLL_ALLREDUCE = 1,
@@ -34,7 +37,15 @@ typedef enum terse__coll_kind {
     TERSE_COLL_INTERNAL = 9, /* setup exchanges the library runs by itself */
 } terse__coll_kind_t;
 
-/* On the wire in front of every payload; 48 bytes, little-endian hosts only. */
+/* The sender's TERSE_CHECKSUM, in every header. Any two codes differ in two bits, so a flipped
+ * bit gives an invalid code (a corrupt header), never another mode. */
+typedef enum terse__sum_mode {
+    TERSE_SUM_MODE_NONE = 1,       /* no payload checksums */
+    TERSE_SUM_MODE_COMPRESSED = 2, /* TERSE_COLL_COMPRESSED and TERSE_COLL_INTERNAL */
+    TERSE_SUM_MODE_ALL = 4,        /* every collective */
+} terse__sum_mode_t;
+
+/* On the wire in front of every payload; 64 bytes, little-endian hosts only. */
 typedef struct terse__msg_hdr {
     uint32_t magic;
     uint8_t version;
@@ -46,10 +57,14 @@ typedef struct terse__msg_hdr {
     uint64_t count;
     uint64_t aux;      /* digest of per-rank arrays, compressor settings, ... */
     uint64_t len;      /* payload bytes of this message */
+    uint64_t sum;      /* terse__checksum of the payload when sum_mode covers coll, else 0 */
     uint16_t algo;
     uint16_t step;
     uint32_t sender;
+    uint8_t sum_mode;  /* terse__sum_mode_t: the sender's TERSE_CHECKSUM */
+    uint8_t reserved[7]; /* zero */
 } terse__msg_hdr_t;
+_Static_assert(sizeof(terse__msg_hdr_t) == 64, "the header has no hidden padding");
 
 /* Tag: class (2 bits) | seq (32) | sender (20) | step (10). A message is either one INLINE
  * message (header + payload, payloads up to eager_hdr_bytes) or a HDR message followed by a
@@ -73,6 +88,7 @@ typedef struct terse__xfer {
     int is_recv;
     int var_len; /* receive: any length up to len (split is known once the header arrived) */
     int hdr_checked; /* split receive: header already validated */
+    int payload_checked; /* receive: lengths and payload checksum validated (once) */
     int any_step; /* receive: match this peer's message of any step (see bcast acks) */
     int peer;
     uint16_t step;

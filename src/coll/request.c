@@ -2,6 +2,7 @@
  * detection, abort propagation, timeouts and peer failures. */
 #include "comm.h"
 
+#include "core/checksum.h"
 #include "core/config.h"
 #include "core/log.h"
 
@@ -48,6 +49,43 @@ uint64_t terse__digest(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
+/* The TERSE_CHECKSUM in effect, as headers carry it. */
+static uint8_t sum_mode_configured(void)
+{
+    const char *v = terse__config()->checksum;
+    if (!strcmp(v, "all"))
+        return TERSE_SUM_MODE_ALL;
+    if (!strcmp(v, "none"))
+        return TERSE_SUM_MODE_NONE;
+    return TERSE_SUM_MODE_COMPRESSED;
+}
+
+static int sum_mode_valid(unsigned mode)
+{
+    return mode == TERSE_SUM_MODE_NONE || mode == TERSE_SUM_MODE_COMPRESSED ||
+           mode == TERSE_SUM_MODE_ALL;
+}
+
+static const char *sum_mode_name(unsigned mode)
+{
+    switch (mode) {
+    case TERSE_SUM_MODE_NONE: return "none";
+    case TERSE_SUM_MODE_COMPRESSED: return "compressed";
+    case TERSE_SUM_MODE_ALL: return "all";
+    default: return "invalid";
+    }
+}
+
+/* Do the messages of a call with this collective and mode carry payload checksums? Sender and
+ * receiver decide alike: check_header makes them agree on both. */
+static int sum_covers(unsigned mode, unsigned coll)
+{
+    if (mode == TERSE_SUM_MODE_ALL)
+        return 1;
+    return mode == TERSE_SUM_MODE_COMPRESSED &&
+           (coll == TERSE_COLL_COMPRESSED || coll == TERSE_COLL_INTERNAL);
+}
+
 static ucp_tag_t make_tag(uint64_t cls, uint32_t seq, int sender, uint16_t step)
 {
     return (cls << 62) | ((uint64_t)seq << 30) | ((uint64_t)(sender & 0xfffff) << 10) |
@@ -67,6 +105,7 @@ terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind,
     req->sig.version = TERSE_MSG_VERSION;
     req->sig.coll = (uint8_t)kind;
     req->sig.algo = algo->id;
+    req->sig.sum_mode = sum_mode_configured();
     req->root = -1;
     req->sig.root = -1;
     *req_p = req;
@@ -199,6 +238,17 @@ static const void *fault_payload(terse_request_h req, terse__xfer_t *x, size_t *
     return c->data;
 }
 
+/* Checksum of a send's payload. Rounds that send the same bytes to several peers post those
+ * sends back to back: one pass serves them all (a buffer posted for sending stays as it is
+ * until its transfers complete). */
+static uint64_t send_sum(terse_request_h req, const terse__xfer_t *x)
+{
+    const terse__xfer_t *prev = x > req->x ? x - 1 : NULL;
+    if (prev && !prev->is_recv && prev->buf == x->buf && prev->len == x->len)
+        return prev->hdr.sum;
+    return terse__checksum(x->buf, x->len);
+}
+
 static void post_xfer(terse_request_h req, terse__xfer_t *x)
 {
     terse_comm_h comm = req->comm;
@@ -231,6 +281,10 @@ static void post_xfer(terse_request_h req, terse__xfer_t *x)
         x->hdr.step = x->step;
         x->hdr.sender = (uint32_t)comm->rank;
         x->hdr.len = x->len;
+        /* over the caller's bytes, before a fault injection garbles its copy below, so that
+         * injected corruption is caught like corruption on the way */
+        if (sum_covers(req->sig.sum_mode, req->sig.coll))
+            x->hdr.sum = send_sum(req, x);
         req->bytes_sent += x->len;
         size_t len = x->len;
         const void *buf = fault_hits(req, x) ? fault_payload(req, x, &len) : x->buf;
@@ -438,10 +492,14 @@ static terse_status_t check_header(terse_request_h req, terse__xfer_t *x, int pa
 {
     const terse__msg_hdr_t *h = &x->hdr, *s = &req->sig;
     int p = x->peer;
-    if (h->magic != TERSE_MSG_MAGIC || h->version != TERSE_MSG_VERSION)
+    static const uint8_t zeros[sizeof(h->reserved)];
+    if (h->magic != TERSE_MSG_MAGIC || h->version != TERSE_MSG_VERSION ||
+        !sum_mode_valid(h->sum_mode) ||
+        memcmp(h->reserved, zeros, sizeof(zeros)) != 0)
         return terse__req_fail(req, TERSE_ERR_CORRUPT,
-                               "message from rank %d has a bad header (magic %#x version %u)", p,
-                               h->magic, h->version);
+                               "message from rank %d has a bad header (magic %#x version %u "
+                               "checksum mode %#x)",
+                               p, h->magic, h->version, h->sum_mode);
     if (h->coll != s->coll)
         return terse__req_fail(req, TERSE_ERR_MISMATCH, "rank %d called %s, this rank called %s",
                                p, terse__coll_name(h->coll), terse__coll_name(s->coll));
@@ -465,6 +523,12 @@ static terse_status_t check_header(terse_request_h req, terse__xfer_t *x, int pa
         return terse__req_fail(req, TERSE_ERR_MISMATCH,
                                "rank %d chose algorithm %u, this rank %u (%s)", p, h->algo,
                                s->algo, req->algo->name);
+    /* Strict, whether or not this collective is checksummed: ranks configured differently
+     * are told at their first call rather than when a checksummed one comes. */
+    if (h->sum_mode != s->sum_mode)
+        return terse__req_fail(req, TERSE_ERR_MISMATCH,
+                               "rank %d runs TERSE_CHECKSUM=%s, this rank TERSE_CHECKSUM=%s", p,
+                               sum_mode_name(h->sum_mode), sum_mode_name(s->sum_mode));
     if (h->seq != s->seq || h->sender != (uint32_t)p || (!x->any_step && h->step != x->step))
         return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                "message from rank %d is for seq %u step %u, expected seq %u step %u",
@@ -497,6 +561,12 @@ static terse_status_t check_header(terse_request_h req, terse__xfer_t *x, int pa
         return terse__req_fail(req, TERSE_ERR_MISMATCH,
                                "message from rank %d has %llu bytes (%zu arrived), expected %zu",
                                p, (unsigned long long)h->len, got, x->len);
+    /* The bytes that arrived, zero of them included (the sum of nothing is a value too). */
+    if (sum_covers(h->sum_mode, h->coll) && terse__checksum(x->buf, got) != h->sum)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "message from rank %d is corrupt: payload checksum mismatch "
+                               "(step %u, %zu bytes)",
+                               p, h->step, got);
     return TERSE_OK;
 }
 
@@ -574,8 +644,12 @@ static int round_state(terse_request_h req)
             pending = 1;
             continue;
         }
-        if (x->is_recv && check_header(req, x, 1) != TERSE_OK)
-            return -1;
+        /* once: the checksum reads the whole payload, and rounds are polled until done */
+        if (x->is_recv && !x->payload_checked) {
+            if (check_header(req, x, 1) != TERSE_OK)
+                return -1;
+            x->payload_checked = 1;
+        }
     }
     return pending ? 0 : 1;
 }

@@ -55,6 +55,9 @@ static const cfg_entry_t cfg_table[] = {
     {"TERSE_HIERARCHY", "none", CFG_CHOICE, FIELD(hierarchy),
      "none|node: node = compressed allreduce averages within each host, then compresses among "
      "one leader per host"},
+    {"TERSE_CHECKSUM", "compressed", CFG_CHOICE, FIELD(checksum),
+     "compressed|all|none: which collectives' messages carry a payload checksum that receivers "
+     "verify (compressed: compressed allreduce and internal exchanges); the same on every rank"},
     {"TERSE_FAULT_INJECT", "", CFG_STRING, FIELD(fault_inject),
      "for testing only: KIND:rank=R,seq=S[,step=T][,peer=P][,at=B][,len=L] makes rank R "
      "misbehave in its call with sequence number S (KIND corrupt: payload bytes [B, B+L) sent "

@@ -19,6 +19,7 @@ typedef struct terse__config {
     char simd[16];             /* auto|avx512|avx2|scalar */
     char bind[256];            /* auto|none|<cpulist> */
     char hierarchy[16];        /* none|node */
+    char checksum[16];         /* compressed|all|none: messages with payload checksums */
     char fault_inject[128];    /* testing only: see TERSE_FAULT_INJECT in config.c */
     char rank_env[32], size_env[32], root_addr[256]; /* env bootstrap */
 } terse__config_t;
