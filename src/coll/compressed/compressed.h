@@ -49,6 +49,12 @@ typedef struct terse__csrv {
     int from;
 } terse__csrv_t;
 
+/* One segment's message inside a packed message. */
+typedef struct terse__cpart {
+    const uint8_t *p;
+    size_t len;
+} terse__cpart_t;
+
 typedef struct terse__cplan {
     terse_compressor_t c;
     int double_way;
@@ -74,6 +80,7 @@ typedef struct terse__cplan {
      * double-way outputs are decoded from the server messages into the callers' buffers,
      * instead of being staged in full and copied: about three memory passes less per call. */
     int direct_werr, direct_serr, direct_out;
+    terse__cpart_t *parts; /* K x nseg: participant q's message of segment s (cplan_split) */
     terse__csrv_t *srv;  /* direct_out: the server messages, K at most */
     int nsrv;
     /* carved from the request's pooled scratch */
@@ -141,10 +148,20 @@ static inline terse_status_t terse__cplan_add_packed(terse_request_h req, const 
     return terse__cplan_unpack(req, buf, len, s_lo, s_hi, TERSE_CPLAN_ADD, acc, from, server);
 }
 
-/* For segments [s_lo, s_hi): avg = acc / K; single-way out = avg; double-way compresses
- * e_s + avg into smsg (packed) and, unless direct, the remainder into serr and
+/* For segments [s_lo, s_hi) (acc summed): avg = acc / K; single-way out = avg; double-way
+ * compresses e_s + avg into smsg (packed) and, unless direct, the remainder into serr and
  * out = decode(smsg). */
 terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi);
+
+/* Indexes participant @q's packed message of segments [s_lo, s_hi) into parts (length
+ * prefixes checked; the codec checks each segment when terse__cplan_reduce_serve adds it). */
+terse_status_t terse__cplan_split(terse_request_h req, int q, const uint8_t *buf, size_t len,
+                                  size_t s_lo, size_t s_hi);
+
+/* acc = the sum in rank order of every participant's segment (from parts), then
+ * terse__cplan_serve, one segment at a time: acc stays in cache from zeroing to compression
+ * instead of making four passes through memory. */
+terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_t s_hi);
 
 /* Records a server message for the direct commit. */
 static inline void terse__cplan_add_srv(terse__cplan_t *p, const uint8_t *buf, size_t len,

@@ -43,6 +43,7 @@ void terse__cplan_cleanup(terse_request_h req)
     terse__free(p->chunk_seg);
     terse__free(p->chunk_cap);
     terse__free(p->srv);
+    terse__free(p->parts);
     terse__free(p->rbuf);
     terse__free((void *)p->peer);
     terse__free(p);
@@ -155,6 +156,10 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     }
     p->own_seg[K] = p->nseg;
     p->own_elem[K] = p->N;
+    p->parts = terse__calloc(K * (p->nseg ? p->nseg : 1), sizeof(*p->parts),
+                             "compressed allreduce message index");
+    if (!p->parts)
+        return TERSE_ERR_NO_MEMORY;
     return plan_chunks(p);
 }
 
@@ -257,86 +262,160 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
     return terse__decompress_blocks_check(c, m, l, n, t->id, p->step, first, count, msg, ml);
 }
 
+/* The message of the next segment of a packed message at *off (its length prefix checked). */
+static terse_status_t next_seg(terse_request_h req, const uint8_t *buf, size_t len, size_t *off,
+                               terse__cpart_t *m, int from, int server)
+{
+    const char *what = server ? "server message" : "message";
+    int peer = terse__cplan_peer(terse__cplan(req), from);
+    uint64_t l;
+    if (len - *off < 8)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d truncated at %zu bytes",
+                               what, peer, len);
+    memcpy(&l, buf + *off, 8);
+    *off += 8;
+    if (l > len - *off)
+        return terse__req_fail(req, TERSE_ERR_CORRUPT,
+                               "%s from rank %d: segment of %llu bytes overruns %zu", what, peer,
+                               (unsigned long long)l, len);
+    m->p = buf + *off;
+    m->len = (size_t)l;
+    *off += (size_t)l;
+    return TERSE_OK;
+}
+
+static terse_status_t end_packed(terse_request_h req, size_t len, size_t off, int from, int server)
+{
+    if (off == len)
+        return TERSE_OK;
+    return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d has %zu trailing bytes",
+                           server ? "server message" : "message",
+                           terse__cplan_peer(terse__cplan(req), from), len - off);
+}
+
+static terse_status_t unpack_seg(terse_request_h req, size_t s, const terse__cpart_t *m,
+                                 terse__cplan_op_t op, float *acc, int from, int server)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    char msg[256] = "";
+    terse_status_t st = unpack_one(p, &p->seg[s], m->p, m->len, op, acc, msg, sizeof(msg));
+    if (st == TERSE_OK)
+        return TERSE_OK;
+    return terse__req_fail(req, st == TERSE_ERR_INVALID_ARG ? TERSE_ERR_CORRUPT : st,
+                           "%s from rank %d: %s", server ? "server message" : "message",
+                           terse__cplan_peer(p, from), msg);
+}
+
 terse_status_t terse__cplan_unpack(terse_request_h req, const uint8_t *buf, size_t len,
                                    size_t s_lo, size_t s_hi, terse__cplan_op_t op, float *acc,
                                    int from, int server)
 {
-    terse__cplan_t *p = terse__cplan(req);
-    const char *what = server ? "server message" : "message";
-    char msg[256] = "";
     size_t off = 0;
     for (size_t s = s_lo; s < s_hi; s++) {
-        uint64_t l;
-        if (len - off < 8)
-            return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d truncated at %zu bytes",
-                                   what, terse__cplan_peer(p, from), len);
-        memcpy(&l, buf + off, 8);
-        off += 8;
-        if (l > len - off)
-            return terse__req_fail(req, TERSE_ERR_CORRUPT,
-                                   "%s from rank %d: segment of %llu bytes overruns %zu", what,
-                                   terse__cplan_peer(p, from), (unsigned long long)l, len);
-        terse_status_t st = unpack_one(p, &p->seg[s], buf + off, (size_t)l, op, acc, msg, sizeof(msg));
-        if (st != TERSE_OK)
-            return terse__req_fail(req, st == TERSE_ERR_INVALID_ARG ? TERSE_ERR_CORRUPT : st,
-                                   "%s from rank %d: %s", what, terse__cplan_peer(p, from), msg);
-        off += (size_t)l;
+        terse__cpart_t m = {NULL, 0};
+        if (next_seg(req, buf, len, &off, &m, from, server) != TERSE_OK ||
+            unpack_seg(req, s, &m, op, acc, from, server) != TERSE_OK)
+            return req->status;
     }
-    if (off != len)
-        return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d has %zu trailing bytes",
-                               what, terse__cplan_peer(p, from), len - off);
+    return end_packed(req, len, off, from, server);
+}
+
+terse_status_t terse__cplan_split(terse_request_h req, int q, const uint8_t *buf, size_t len,
+                                  size_t s_lo, size_t s_hi)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    size_t off = 0;
+    for (size_t s = s_lo; s < s_hi; s++)
+        if (next_seg(req, buf, len, &off, &p->parts[(size_t)q * p->nseg + s], q, 0) != TERSE_OK)
+            return req->status;
+    return end_packed(req, len, off, q, 0);
+}
+
+static size_t seg_elem(const terse__cplan_t *p, size_t s)
+{
+    return s < p->nseg ? p->toff[p->seg[s].tensor] + p->seg[s].elem_off : p->N;
+}
+
+/* The server step of segment @s: single-way out = acc / K; double-way d = e_s + acc / K in
+ * place, compressed onto the end of smsg (the remainder into serr when staged). */
+static terse_status_t serve_seg(terse_request_h req, size_t s)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    const terse__cseg_t *g = &p->seg[s];
+    const terse_ctensor_t *t = &p->t[g->tensor];
+    const float kf = (float)p->K;
+    float *a = p->acc + p->toff[g->tensor];
+    size_t lo = g->elem_off, hi = g->elem_off + g->elem_len;
+    if (!p->double_way) {
+        float *o = p->out + p->toff[g->tensor];
+        for (size_t i = lo; i < hi; i++)
+            o[i] = a[i] / kf;
+        return TERSE_OK;
+    }
+    const float *es = t->server_error;
+    if (es) {
+        for (size_t i = lo; i < hi; i++)
+            a[i] = es[i] + a[i] / kf;
+    } else {
+        for (size_t i = lo; i < hi; i++)
+            a[i] = 0.0f + a[i] / kf;
+    }
+    char msg[256] = "";
+    size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
+    uint8_t *w = p->smsg + p->smsg_len;
+    terse_status_t st = terse__compress_blocks(&p->c, a, t->count, t->id, p->step, g->first,
+                                               g->count, w + 8, cap, &len, NULL,
+                                               p->serr ? p->serr + p->toff[g->tensor] : NULL,
+                                               msg, sizeof(msg));
+    if (st != TERSE_OK)
+        return terse__req_fail(req, st, "server compression: %s", msg);
+    uint64_t l = len;
+    memcpy(w, &l, 8);
+    p->smsg_len += 8 + len;
     return TERSE_OK;
+}
+
+/* After serve_seg of segments [s_lo, s_hi): the double-way output is the server message,
+ * decoded now when staged, recorded for the commit when direct. */
+static terse_status_t serve_done(terse_request_h req, size_t s_lo, size_t s_hi)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    if (!p->double_way)
+        return TERSE_OK;
+    if (p->direct_out) {
+        terse__cplan_add_srv(p, p->smsg, p->smsg_len, s_lo, s_hi, p->rank);
+        return TERSE_OK;
+    }
+    size_t e_lo = seg_elem(p, s_lo);
+    memset(p->out + e_lo, 0, (seg_elem(p, s_hi) - e_lo) * sizeof(float));
+    return terse__cplan_add_packed(req, p->smsg, p->smsg_len, s_lo, s_hi, p->out, p->rank, 1);
 }
 
 terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi)
 {
+    terse__cplan(req)->smsg_len = 0;
+    for (size_t s = s_lo; s < s_hi; s++)
+        if (serve_seg(req, s) != TERSE_OK)
+            return req->status;
+    return serve_done(req, s_lo, s_hi);
+}
+
+terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_t s_hi)
+{
     terse__cplan_t *p = terse__cplan(req);
-    size_t e_lo = s_lo < p->nseg ? p->toff[p->seg[s_lo].tensor] + p->seg[s_lo].elem_off : p->N;
-    size_t e_hi = s_hi < p->nseg ? p->toff[p->seg[s_hi].tensor] + p->seg[s_hi].elem_off : p->N;
-    const float kf = (float)p->K;
-    float *acc = p->acc, *out = p->out;
-    if (!p->double_way) {
-        for (size_t i = e_lo; i < e_hi; i++)
-            out[i] = acc[i] / kf;
-        return TERSE_OK;
-    }
-    /* d = e_s + avg, in place in acc */
+    p->smsg_len = 0;
     for (size_t s = s_lo; s < s_hi; s++) {
-        const terse__cseg_t *g = &p->seg[s];
-        const float *es = p->t[g->tensor].server_error;
-        float *a = acc + p->toff[g->tensor];
-        if (es) {
-            for (size_t i = g->elem_off; i < g->elem_off + g->elem_len; i++)
-                a[i] = es[i] + a[i] / kf;
-        } else {
-            for (size_t i = g->elem_off; i < g->elem_off + g->elem_len; i++)
-                a[i] = 0.0f + a[i] / kf;
-        }
+        /* one segment at a time, so acc stays in cache from the zeroing to the compression */
+        size_t e_lo = seg_elem(p, s);
+        memset(p->acc + e_lo, 0, (seg_elem(p, s + 1) - e_lo) * sizeof(float));
+        for (int q = 0; q < p->K; q++)
+            if (unpack_seg(req, s, &p->parts[(size_t)q * p->nseg + s], TERSE_CPLAN_ADD, p->acc, q,
+                           0) != TERSE_OK)
+                return req->status;
+        if (serve_seg(req, s) != TERSE_OK)
+            return req->status;
     }
-    char msg[256] = "";
-    size_t off = 0;
-    for (size_t s = s_lo; s < s_hi; s++) {
-        const terse__cseg_t *g = &p->seg[s];
-        const terse_ctensor_t *t = &p->t[g->tensor];
-        size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
-        terse_status_t st = terse__compress_blocks(&p->c, p->acc + p->toff[g->tensor], t->count, t->id,
-                                                   p->step, g->first, g->count, p->smsg + off + 8,
-                                                   cap, &len, NULL,
-                                                   p->serr ? p->serr + p->toff[g->tensor] : NULL,
-                                                   msg, sizeof(msg));
-        if (st != TERSE_OK)
-            return terse__req_fail(req, st, "server compression: %s", msg);
-        uint64_t l = len;
-        memcpy(p->smsg + off, &l, 8);
-        off += 8 + len;
-    }
-    p->smsg_len = off;
-    if (p->direct_out) {
-        terse__cplan_add_srv(p, p->smsg, off, s_lo, s_hi, p->rank);
-        return TERSE_OK;
-    }
-    memset(out + e_lo, 0, (e_hi - e_lo) * sizeof(float));
-    return terse__cplan_add_packed(req, p->smsg, off, s_lo, s_hi, out, p->rank, 1);
+    return serve_done(req, s_lo, s_hi);
 }
 
 terse_status_t terse__cplan_confirm_commit(terse_request_h req, uint64_t confirmed, size_t serr_lo,

@@ -44,8 +44,7 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
         if (K > 1)
             return TERSE_INPROGRESS;
     }
-    /* every message arrived: sum in rank order 0..K-1 */
-    memset(p->acc, 0, p->N * sizeof(float));
+    /* every message arrived: sum in rank order 0..K-1, segment by segment */
     for (int q = 0; q < K; q++) {
         for (size_t c = 0; c < p->nchunk; c++) {
             size_t lo = p->chunk_seg[c], hi = p->chunk_seg[c + 1];
@@ -54,11 +53,11 @@ terse_status_t terse__cmp_allgather_progress(terse_request_h req)
                 buf = terse__cplan_wpart(p, lo, hi, &wlen);
             else
                 wlen = terse__req_received_len(req, recv_index(p, c, q));
-            if (terse__cplan_add_packed(req, buf, wlen, lo, hi, p->acc, q, 0) != TERSE_OK)
+            if (terse__cplan_split(req, q, buf, wlen, lo, hi) != TERSE_OK)
                 return req->status;
         }
     }
-    if (terse__cplan_serve(req, 0, p->nseg) != TERSE_OK)
+    if (terse__cplan_reduce_serve(req, 0, p->nseg) != TERSE_OK)
         return req->status;
     return terse__cplan_confirm_commit(req, 2, 0, p->nseg);
 }

@@ -46,15 +46,14 @@ terse_status_t terse__cmp_owner_progress(terse_request_h req)
             return TERSE_INPROGRESS;
     } /* fall through */
     case 1:
-        memset(p->acc + p->own_elem[me], 0, own_len(p, me) * sizeof(float));
         for (int q = 0; q < K; q++) {
             const uint8_t *buf = q == me ? terse__cplan_wpart(p, lo, hi, &wlen) : p->rbuf[q];
             if (q != me)
                 wlen = terse__req_received_len(req, q < me ? q : q - 1);
-            if (terse__cplan_add_packed(req, buf, wlen, lo, hi, p->acc, q, 0) != TERSE_OK)
+            if (terse__cplan_split(req, q, buf, wlen, lo, hi) != TERSE_OK)
                 return req->status;
         }
-        if (terse__cplan_serve(req, lo, hi) != TERSE_OK)
+        if (terse__cplan_reduce_serve(req, lo, hi) != TERSE_OK)
             return req->status;
         req->state[0] = 2;
         if (K == 1)
