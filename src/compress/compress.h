@@ -145,7 +145,7 @@ terse_status_t terse__compress_check_values(const terse__crange_t *r, size_t blo
                                             const uint8_t *p, size_t count);
 
 /* Per-thread scratch, reused across calls: slot 0..TERSE__SCRATCH_SLOTS-1. NULL if no memory. */
-#define TERSE__SCRATCH_SLOTS 4
+#define TERSE__SCRATCH_SLOTS 6
 void *terse__compress_scratch(int slot, size_t bytes);
 
 /* Top-K index encodings (one byte at the start of each block's Top-K part). */

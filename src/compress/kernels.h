@@ -36,10 +36,10 @@ typedef struct terse__ckernels {
     void (*sign_add)(const uint8_t *bits, size_t n, float scale, float *acc);
     /* hist[key >> 20]++ for every element; returns 1 if any element is NaN or Inf. */
     int (*topk_hist)(const float *v, size_t n, uint32_t *hist);
-    /* Stores the keys in [lo, hi] in element order, at most cap of them; returns how many
-     * there are (may exceed cap). */
+    /* Stores the keys in [lo, hi] in element order, at most cap of them, and their element
+     * indices in idx (may be NULL); returns how many there are (may exceed cap). */
     size_t (*topk_collect)(const float *v, size_t n, uint32_t lo, uint32_t hi, uint32_t *keys,
-                           size_t cap);
+                           uint32_t *idx, size_t cap);
     /* hist[(key - lo) >> shift]++ for keys in [lo, hi]. */
     void (*topk_hist_range)(const float *v, size_t n, uint32_t lo, uint32_t hi, unsigned shift,
                             uint32_t *hist);
@@ -71,7 +71,7 @@ void terse__avx2_sign_pack(const float *v, size_t n, float scale, uint8_t *bits,
 void terse__avx2_sign_add(const uint8_t *bits, size_t n, float scale, float *acc);
 int terse__avx2_topk_hist(const float *v, size_t n, uint32_t *hist);
 size_t terse__avx2_topk_collect(const float *v, size_t n, uint32_t lo, uint32_t hi, uint32_t *keys,
-                                size_t cap);
+                                uint32_t *idx, size_t cap);
 void terse__avx2_topk_hist_range(const float *v, size_t n, uint32_t lo, uint32_t hi, unsigned shift,
                                  uint32_t *hist);
 size_t terse__avx2_topk_gather(const float *v, size_t n, uint32_t thr, size_t n_eq, uint64_t *idx,

@@ -194,7 +194,7 @@ TARGET_AVX2 static inline unsigned in_range8(const float *v, __m256i mask, __m25
 }
 
 TARGET_AVX2 size_t terse__avx2_topk_collect(const float *v, size_t n, uint32_t lo, uint32_t hi,
-                                            uint32_t *keys, size_t cap)
+                                            uint32_t *keys, uint32_t *idx, size_t cap)
 {
     const __m256i mask = _mm256_set1_epi32((int)TERSE__ABS_MASK);
     const __m256i lov = _mm256_set1_epi32((int)lo), span = _mm256_set1_epi32((int)(hi - lo));
@@ -207,16 +207,22 @@ TARGET_AVX2 size_t terse__avx2_topk_collect(const float *v, size_t n, uint32_t l
         uint32_t kk[8];
         _mm256_storeu_si256((__m256i *)kk, k);
         for (; m; m &= m - 1) {
-            if (cnt < cap)
+            if (cnt < cap) {
                 keys[cnt] = kk[__builtin_ctz(m)];
+                if (idx)
+                    idx[cnt] = (uint32_t)(i + (unsigned)__builtin_ctz(m));
+            }
             cnt++;
         }
     }
     for (; i < n; i++) {
         uint32_t k = key_of(v[i]);
         if (k - lo <= hi - lo) {
-            if (cnt < cap)
+            if (cnt < cap) {
                 keys[cnt] = k;
+                if (idx)
+                    idx[cnt] = (uint32_t)i;
+            }
             cnt++;
         }
     }

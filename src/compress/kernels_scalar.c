@@ -97,14 +97,17 @@ static int scalar_topk_hist(const float *v, size_t n, uint32_t *hist)
 }
 
 static size_t scalar_topk_collect(const float *v, size_t n, uint32_t lo, uint32_t hi,
-                                  uint32_t *keys, size_t cap)
+                                  uint32_t *keys, uint32_t *idx, size_t cap)
 {
     size_t cnt = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t k = key_of(v[i]);
         if (k - lo <= hi - lo) {
-            if (cnt < cap)
+            if (cnt < cap) {
                 keys[cnt] = k;
+                if (idx)
+                    idx[cnt] = (uint32_t)i;
+            }
             cnt++;
         }
     }

@@ -87,7 +87,7 @@ enum { SAMPLES = 1024, SAMPLE_MIN_BLOCK = 32768 };
  * largest among them. 1 when it found the selection (and *bad: a non-finite value), 0 when
  * the sample misled it (the histogram path then runs), -1 on no memory. */
 static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
-                          terse__topk_sel_t *sel, int *bad)
+                          terse__topk_sel_t *sel, uint32_t *kept, int *bad)
 {
     uint32_t smp[SAMPLES];
     for (size_t i = 0; i < SAMPLES; i++)
@@ -99,9 +99,10 @@ static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t 
     t = t ? t : 1;
     size_t cap = 4 * k + 4096;
     uint32_t *keys = terse__compress_scratch(2, cap * sizeof(uint32_t));
-    if (!keys)
+    uint32_t *cand = kept ? terse__compress_scratch(4, cap * sizeof(uint32_t)) : NULL;
+    if (!keys || (kept && !cand))
         return -1;
-    size_t cnt = kern->topk_collect(v, nb, t, UINT32_MAX, keys, cap);
+    size_t cnt = kern->topk_collect(v, nb, t, UINT32_MAX, keys, cand, cap);
     if (cnt < k || cnt > cap)
         return 0;
     uint32_t thr = nth_largest(keys, cnt, k - 1), mx = 0;
@@ -112,16 +113,27 @@ static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t 
     }
     sel->thr = thr;
     sel->n_eq = k - above;
+    sel->kept = NULL;
+    if (kept) { /* the candidates hold every kept element, in order: no second pass needed */
+        size_t j = 0, eq = sel->n_eq;
+        for (size_t i = 0; i < cnt; i++) {
+            uint32_t key = terse__f32_bits(v[cand[i]]) & TERSE__ABS_MASK;
+            if (key > thr || (key == thr && eq && eq--))
+                kept[j++] = cand[i];
+        }
+        sel->kept = kept;
+    }
     /* every key >= t was collected: a non-finite one among them, or t itself non-finite */
     *bad = mx >= TERSE__NONFINITE || t >= TERSE__NONFINITE;
     return 1;
 }
 
 int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
-                       terse__topk_sel_t *sel)
+                       terse__topk_sel_t *sel, uint32_t *kept)
 {
+    sel->kept = NULL;
     if (nb >= SAMPLE_MIN_BLOCK && k <= nb / 32) {
-        int bad = 0, found = select_sampled(kern, v, nb, k, sel, &bad);
+        int bad = 0, found = select_sampled(kern, v, nb, k, sel, kept, &bad);
         if (found != 0)
             return found < 0 ? -1 : bad;
     }
@@ -142,7 +154,7 @@ int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb,
         keys = terse__compress_scratch(2, cnt * sizeof(uint32_t));
         if (!keys)
             return -1;
-        kern->topk_collect(v, nb, lo, hi, keys, cnt);
+        kern->topk_collect(v, nb, lo, hi, keys, NULL, cnt);
     }
     uint32_t h[1024];
     for (int level = 0; level < 2; level++) {
@@ -200,7 +212,14 @@ size_t terse__topk_write_block(const terse__ckernels_t *kern, const float *v, si
                                const terse__topk_sel_t *sel, uint8_t *out, uint64_t *idx,
                                float *dense, float *rem)
 {
-    kern->topk_gather(v, nb, sel->thr, sel->n_eq, idx, out + 1, dense, rem);
+    if (sel->kept && !dense && !rem) {
+        for (size_t j = 0; j < k; j++) {
+            idx[j] = sel->kept[j];
+            terse__put_f32(out + 1 + 4 * j, v[idx[j]]);
+        }
+    } else {
+        kern->topk_gather(v, nb, sel->thr, sel->n_eq, idx, out + 1, dense, rem);
+    }
     uint8_t *p = out + 1 + 4 * k;
     size_t abs_sz = abs32_bytes(nb, k), bm_sz = (nb + 7) / 8;
     int enc = forced_enc;
@@ -336,19 +355,29 @@ size_t terse__topk_add_block(const uint8_t *p, size_t nb, size_t k, float *acc)
 
 /* ---- the codec ---- */
 
+/* Sum of k over the range (what validate decodes into scratch). */
+static size_t range_k(const terse__crange_t *r)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < r->count; i++)
+        total += terse__compress_k(r->c.ratio, terse__crange_block_len(r, r->first + i));
+    return total;
+}
+
 terse_status_t terse__topk_select_range(const terse__crange_t *r, const float *v,
                                         terse__topk_sel_t **sel_p)
 {
     const terse__ckernels_t *kern = terse__ckernels();
     terse__topk_sel_t *sel = terse__compress_scratch(0, r->count * sizeof(*sel));
-    if (!sel)
+    uint32_t *kept = terse__compress_scratch(5, range_k(r) * sizeof(uint32_t));
+    if (!sel || !kept)
         return TERSE_ERR_NO_MEMORY;
     /* Reads only, so a non-finite value in any block leaves every output as it was. */
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, start = terse__crange_block_start(r, b);
-        size_t nb = terse__crange_block_len(r, b);
-        int bad =
-            terse__topk_select(kern, v + start, nb, terse__compress_k(r->c.ratio, nb), &sel[i]);
+        size_t nb = terse__crange_block_len(r, b), k = terse__compress_k(r->c.ratio, nb);
+        int bad = terse__topk_select(kern, v + start, nb, k, &sel[i], kept);
+        kept += k;
         if (bad < 0)
             return TERSE_ERR_NO_MEMORY;
         if (bad && !r->c.nonfinite_passthrough)
@@ -388,15 +417,6 @@ static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint
     }
     *out_len_p = pos;
     return TERSE_OK;
-}
-
-/* Sum of k over the range (what validate decodes into scratch). */
-static size_t range_k(const terse__crange_t *r)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < r->count; i++)
-        total += terse__compress_k(r->c.ratio, terse__crange_block_len(r, r->first + i));
-    return total;
 }
 
 /* Validation decodes every block's indices once into scratch (slot 1, all blocks back to back)

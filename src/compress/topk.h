@@ -9,13 +9,15 @@
 typedef struct terse__topk_sel {
     uint32_t thr;
     size_t n_eq;
+    const uint32_t *kept; /* the k kept indices in order when the selection found them, or NULL */
 } terse__topk_sel_t;
 
 /* Exact selection of the k largest |v| of v[0, nb) by a three-level radix histogram on the
- * |v| bit pattern (no sort). Returns 1 if v holds NaN or Inf (sel is still filled, ranking
+ * |v| bit pattern (no sort), or for small k/nb from a sample and one collecting pass, which
+ * also writes the kept indices to @kept (k entries; may be NULL) and sets sel->kept. Returns 1 if v holds NaN or Inf (sel is still filled, ranking
  * NaN above Inf above finite), 0 otherwise; -1 if scratch memory ran out. */
 int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
-                       terse__topk_sel_t *sel);
+                       terse__topk_sel_t *sel, uint32_t *kept);
 
 /* Selects the top k of every block of range @r (read-only pass, so a non-finite value fails
  * before any output is written); *sel_p is per-range scratch, one entry per block. */

@@ -415,9 +415,19 @@ static void t_simd_identical(void)
                 CHECK_EQ_INT(S->topk_hist(v, n, h1), V->topk_hist(v, n, h2));
                 CHECK(!memcmp(h1, h2, sizeof(h1)));
                 uint32_t lo = n ? terse__f32_bits(v[n / 3]) & 0x7ff00000u : 0, hi = lo + 0xfffff;
-                CHECK_EQ_INT(S->topk_collect(v, n, lo, hi, k1, n / 2),
-                             V->topk_collect(v, n, lo, hi, k2, n / 2));
+                CHECK_EQ_INT(S->topk_collect(v, n, lo, hi, k1, NULL, n / 2),
+                             V->topk_collect(v, n, lo, hi, k2, NULL, n / 2));
                 CHECK(!memcmp(k1, k2, n / 2 * 4));
+                {
+                    uint32_t *x1 = calloc(n / 2 + 1, 4), *x2 = calloc(n / 2 + 1, 4);
+                    size_t c1 = S->topk_collect(v, n, lo, hi, k1, x1, n / 2);
+                    CHECK_EQ_INT(c1, V->topk_collect(v, n, lo, hi, k2, x2, n / 2));
+                    CHECK(!memcmp(k1, k2, n / 2 * 4) && !memcmp(x1, x2, n / 2 * 4));
+                    for (size_t j = 0; j < c1 && j < n / 2; j++) /* each key sits at its index */
+                        CHECK((terse__f32_bits(v[x1[j]]) & 0x7fffffffu) == k1[j]);
+                    free(x1);
+                    free(x2);
+                }
                 uint32_t g1[1024] = {0}, g2[1024] = {0};
                 S->topk_hist_range(v, n, lo, hi, 10, g1);
                 V->topk_hist_range(v, n, lo, hi, 10, g2);

@@ -53,6 +53,12 @@ static void check_topk(const char *s, const float *v, size_t n)
             fprintf(stderr, "%s n %zu: element %zu differs\n", s, n, i);
     }
     CHECK(ok);
+    /* without dense/rem the encoder may build the message from the selection's candidates
+     * alone (no second pass over the block): the same bytes */
+    size_t len2;
+    uint8_t *wire2 = test_compress(&c, v, n, 5, 9, &len2, NULL, NULL);
+    CHECK(len2 == len && !memcmp(wire, wire2, len));
+    free(wire2);
     CHECK_EQ_INT(terse_decompress(&c, wire, len, n, 5, 9, acc), TERSE_OK);
     for (size_t i = 0; i < n; i++)
         if (mask[i] && terse__f32_bits(acc[i]) != terse__f32_bits(v[i] + 0.0f)) {
@@ -180,7 +186,8 @@ static void t_topk_ties(void)
 static void t_topk_reference(void)
 {
     /* from 32768 elements and k <= nb/32 the threshold comes from a sample (kinds 3-5 try to
-     * mislead it: sorted, and large values only between or only at the sampled positions) */
+     * mislead it: sorted, and large values only between or only at the sampled positions;
+     * kind 6 puts ties at the threshold among few enough candidates) */
     size_t sizes[] = {1, 2, 7, 8, 9, 100, 1000, 4097, 70000, 262144, 300001};
     const char *specs[] = {"topk:0.01",        "topk:0.1",
                            "topk:0.5",         "topk:1",
@@ -189,13 +196,18 @@ static void t_topk_reference(void)
     for (size_t a = 0; a < sizeof(sizes) / sizeof(sizes[0]); a++) {
         size_t n = sizes[a];
         float *v = malloc(n * 4);
-        for (int kind = 0; kind < 6; kind++) {
+        for (int kind = 0; kind < 7; kind++) {
             if (kind >= 3 && n < 32768)
                 continue;
-            if (kind == 3) /* ascending magnitudes, alternating signs */
+            if (kind == 6) /* few distinct large values, then ties at the threshold, then noise */
+                for (size_t i = 0; i < n; i++)
+                    v[i] = i % 131 == 7  ? 100.0f + (float)i
+                           : i % 89 == 5 ? (i % 2 ? 50.0f : -50.0f)
+                                         : test_uniform() * 0.5f;
+            else if (kind == 3) /* ascending magnitudes, alternating signs */
                 for (size_t i = 0; i < n; i++)
                     v[i] = (float)i * (i % 2 ? 1.0f : -1.0f);
-            else if (kind >= 4) { /* big values off (4) or on (5) the sampled positions */
+            else if (kind == 4 || kind == 5) { /* big values off (4) or on (5) the samples */
                 for (size_t i = 0; i < n; i++)
                     v[i] = kind == 4 ? 3.0f + (float)(i % 13) : 0.5f;
                 for (size_t i = 0; i < 1024; i++)
@@ -205,7 +217,7 @@ static void t_topk_reference(void)
             else if (kind == 1) /* heavy ties: few distinct magnitudes */
                 for (size_t i = 0; i < n; i++)
                     v[i] = (float)(int)(test_rand() % 5) * (test_rand() % 2 ? 1.0f : -1.0f);
-            else /* one value repeated, plus a few larger: one histogram bin */
+            else if (kind == 2) /* one value repeated, plus a few larger: one histogram bin */
                 for (size_t i = 0; i < n; i++)
                     v[i] = i % 97 == 3 ? 2.0f + (float)i : 1.5f;
             for (size_t s = 0; s < sizeof(specs) / sizeof(specs[0]); s++)
