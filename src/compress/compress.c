@@ -332,6 +332,13 @@ terse_status_t terse__compress_blocks(const terse_compressor_t *c, const float *
     return TERSE_OK;
 }
 
+static terse_status_t null_buffer(uint32_t tensor_id, char *msg, size_t msglen)
+{
+    if (msg && msglen)
+        snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
+    return TERSE_ERR_INVALID_ARG;
+}
+
 /* Range and header checks, then the codec's full validation: what every decode starts with. */
 static terse_status_t decode_validate(const terse_compressor_t *c, const void *wire, size_t wire_len,
                                       size_t n, uint32_t tensor_id, uint64_t step, size_t first,
@@ -340,24 +347,14 @@ static terse_status_t decode_validate(const terse_compressor_t *c, const void *w
     terse_status_t st = make_range(c, n, first, count, tensor_id, step, msg, msglen, r);
     if (st != TERSE_OK)
         return st;
-    if (!wire && wire_len) {
-        if (msg && msglen)
-            snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
-        return TERSE_ERR_INVALID_ARG;
-    }
+    if (!wire && wire_len)
+        return null_buffer(tensor_id, msg, msglen);
     const uint8_t *p = wire;
     st = terse__wire_check_header(p, wire_len, r);
     if (st != TERSE_OK)
         return st;
     return codecs[r->c.kind]->validate(r, p + TERSE__WIRE_HEADER_SIZE,
                                        wire_len - TERSE__WIRE_HEADER_SIZE);
-}
-
-static terse_status_t null_buffer(uint32_t tensor_id, char *msg, size_t msglen)
-{
-    if (msg && msglen)
-        snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
-    return TERSE_ERR_INVALID_ARG;
 }
 
 terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const void *wire,

@@ -6,6 +6,7 @@
  * sender, outputs and error-feedback buffers untouched, and the next call works.
  * Links the internal library so one process can switch settings between calls. */
 #include "../mpi/test_util.h"
+#include "cbufs.h"
 
 #include "coll/comm.h" /* next_seq: the call a fault injection names */
 #include "core/checksum.h"
@@ -25,12 +26,6 @@ static int unit_failures;
             unit_failures++;                                                                       \
         }                                                                                          \
     } while (0)
-
-static uint64_t lcg(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
 
 static void random_bytes(unsigned char *p, size_t n, uint64_t seed)
 {
@@ -132,34 +127,6 @@ static int unit(void)
 
 /* ---- over the transport ---- */
 
-#define NT 4
-static const size_t sizes[NT] = {1000, 37, 1, 513};
-static const uint32_t ids[NT] = {11, 2, 5, 9};
-
-typedef struct bufs {
-    float *in[NT], *out[NT], *werr[NT], *serr[NT];
-} bufs_t;
-
-static void alloc_bufs(bufs_t *b)
-{
-    for (int j = 0; j < NT; j++) {
-        b->in[j] = calloc(sizes[j], 4);
-        b->out[j] = calloc(sizes[j], 4);
-        b->werr[j] = calloc(sizes[j], 4);
-        b->serr[j] = calloc(sizes[j], 4);
-    }
-}
-
-static void free_bufs(bufs_t *b)
-{
-    for (int j = 0; j < NT; j++) {
-        free(b->in[j]);
-        free(b->out[j]);
-        free(b->werr[j]);
-        free(b->serr[j]);
-    }
-}
-
 static void fill(bufs_t *b, int rank)
 {
     for (int j = 0; j < NT; j++) {
@@ -217,36 +184,6 @@ static void inject_next(terse_comm_h comm, int rank, const char *what)
                  comm->next_seq, colon + 1);
     }
     set_env("TERSE_FAULT_INJECT", what ? spec : NULL);
-}
-
-static terse_status_t run(terse_comm_h comm, const char *spec, int dw, bufs_t *b,
-                          const char **algo_p)
-{
-    terse_ctensor_t t[NT];
-    terse_callreduce_params_t p = {.field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
-                                                 TERSE_CALLREDUCE_FIELD_STEP,
-                                   .tensors = t,
-                                   .ntensors = NT,
-                                   .double_way = dw,
-                                   .step = 4};
-    if (terse_compressor_parse(spec, &p.compressor) != TERSE_OK)
-        return TERSE_ERR_INVALID_ARG;
-    for (int j = 0; j < NT; j++)
-        t[j] = (terse_ctensor_t){.id = ids[j],
-                                 .count = sizes[j],
-                                 .in = b->in[j],
-                                 .out = b->out[j],
-                                 .worker_error = b->werr[j],
-                                 .server_error = dw ? b->serr[j] : NULL};
-    terse_request_h req = NULL;
-    terse_status_t st = terse_icompressed_allreduce(comm, &p, &req);
-    if (st != TERSE_OK)
-        return st;
-    st = terse_wait(req);
-    if (algo_p)
-        *algo_p = terse_request_algorithm(req);
-    terse_request_free(req);
-    return st;
 }
 
 static int all_ranks(int v)
@@ -312,7 +249,7 @@ static void test_compressed(terse_comm_h comm)
         /* the right answer */
         fill(&ref, test_rank);
         const char *ran = "";
-        terse_status_t st = run(comm, k->spec, k->dw, &ref, &ran);
+        terse_status_t st = run(comm, k->spec, k->dw, &ref, 0, NT, 4, &ran);
         CHECK(st == TERSE_OK, "%s: reference: %s", what, terse_comm_last_error(comm));
         CHECK(!strcmp(ran, k->algo), "%s: ran %s", what, ran);
 
@@ -320,7 +257,7 @@ static void test_compressed(terse_comm_h comm)
         set_env("TERSE_CHECKSUM", "none");
         fill(&b, test_rank);
         inject_next(comm, sender, k->fault);
-        st = run(comm, k->spec, k->dw, &b, NULL);
+        st = run(comm, k->spec, k->dw, &b, 0, NT, 4, NULL);
         inject_next(comm, 0, NULL);
         CHECK(all_ranks(st == TERSE_OK), "%s: TERSE_CHECKSUM=none: some rank noticed (%s: %s)",
               what, terse_status_name(st), terse_comm_last_error(comm));
@@ -331,7 +268,7 @@ static void test_compressed(terse_comm_h comm)
         set_env("TERSE_CHECKSUM", NULL);
         fill(&b, test_rank);
         inject_next(comm, sender, k->fault);
-        st = run(comm, k->spec, k->dw, &b, NULL);
+        st = run(comm, k->spec, k->dw, &b, 0, NT, 4, NULL);
         inject_next(comm, 0, NULL);
         expect_all_fail(comm, st, TERSE_ERR_CORRUPT, needle, "payload checksum mismatch", what);
         if (test_rank == 0)
@@ -340,7 +277,7 @@ static void test_compressed(terse_comm_h comm)
 
         /* and the next call gives the right answer */
         fill(&b, test_rank);
-        st = run(comm, k->spec, k->dw, &b, NULL);
+        st = run(comm, k->spec, k->dw, &b, 0, NT, 4, NULL);
         CHECK(st == TERSE_OK, "%s: the call after: %s", what, terse_comm_last_error(comm));
         CHECK(!differs_anywhere(&b, &ref), "%s: the call after differs from the reference", what);
         free_bufs(&ref);
@@ -419,7 +356,7 @@ static void test_mode(terse_comm_h comm)
     alloc_bufs(&b);
     set_env("TERSE_CHECKSUM", test_rank == 0 ? "none" : NULL);
     fill(&b, test_rank);
-    terse_status_t st = run(comm, "topk:0.1,block=64", 1, &b, NULL);
+    terse_status_t st = run(comm, "topk:0.1,block=64", 1, &b, 0, NT, 4, NULL);
     expect_all_fail(comm, st, TERSE_ERR_MISMATCH, "TERSE_CHECKSUM=none",
                     "TERSE_CHECKSUM=compressed", "compressed allreduce, rank 0 without checksums");
     if (test_rank == 0)
@@ -433,7 +370,7 @@ static void test_mode(terse_comm_h comm)
           terse_comm_last_error(comm));
     set_env("TERSE_CHECKSUM", NULL);
     fill(&b, test_rank);
-    st = run(comm, "topk:0.1,block=64", 1, &b, NULL);
+    st = run(comm, "topk:0.1,block=64", 1, &b, 0, NT, 4, NULL);
     CHECK(st == TERSE_OK, "after agreeing again: %s", terse_comm_last_error(comm));
     CHECK(terse_barrier(comm) == TERSE_OK, "barrier after agreeing again: %s",
           terse_comm_last_error(comm));
