@@ -71,7 +71,7 @@ typedef struct terse__cplan {
     size_t *own_seg;     /* K + 1: owner r serves segments [own_seg[r], own_seg[r+1]) */
     size_t *own_elem;    /* K + 1: ... and global elements [own_elem[r], own_elem[r+1]) */
     size_t *own_cap;     /* K: packed-message capacity of owner r's segments */
-    size_t nchunk;       /* allgather pipeline: chunk c is segments [chunk_seg[c], chunk_seg[c+1]) */
+    size_t nchunk;       /* allgather pipeline: chunk c = segments [chunk_seg[c], chunk_seg[c+1]) */
     size_t *chunk_seg;   /* nchunk + 1 */
     size_t *chunk_cap;   /* nchunk + 1: packed capacity offsets of the chunks */
     int any_werr, any_serr;

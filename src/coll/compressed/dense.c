@@ -23,7 +23,8 @@ static terse_status_t dense_progress(terse_request_h req)
 
     switch (req->state[0]) {
     case 0:
-        if (terse__cplan_layout(req, own_len(p, me) * sizeof(float), TERSE_CPLAN_DENSE) != TERSE_OK ||
+        if (terse__cplan_layout(req, own_len(p, me) * sizeof(float), TERSE_CPLAN_DENSE) !=
+                TERSE_OK ||
             terse__cplan_compress(req, 0, p->nseg) != TERSE_OK)
             return req->status;
         memset(p->cdense, 0, p->N * sizeof(float));

@@ -50,6 +50,18 @@ void terse__cplan_cleanup(terse_request_h req)
     req->algo_data = NULL;
 }
 
+/* Global element where segment @s starts (N past the last). */
+static size_t seg_elem(const terse__cplan_t *p, size_t s)
+{
+    return s < p->nseg ? p->toff[p->seg[s].tensor] + p->seg[s].elem_off : p->N;
+}
+
+/* For error texts. */
+static const char *msg_kind(int server)
+{
+    return server ? "server message" : "message";
+}
+
 static size_t seg_cap_bytes(const terse__cplan_t *p, size_t s)
 {
     const terse__cseg_t *g = &p->seg[s];
@@ -148,7 +160,7 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     size_t s = 0;
     for (int r = 0; r < p->K; r++) {
         p->own_seg[r] = s;
-        p->own_elem[r] = s < p->nseg ? p->toff[p->seg[s].tensor] + p->seg[s].elem_off : p->N;
+        p->own_elem[r] = seg_elem(p, s);
         size_t cap = 0;
         for (; s < p->nseg && p->seg[s].owner == r; s++)
             cap += seg_cap_bytes(p, s);
@@ -266,7 +278,7 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
 static terse_status_t next_seg(terse_request_h req, const uint8_t *buf, size_t len, size_t *off,
                                terse__cpart_t *m, int from, int server)
 {
-    const char *what = server ? "server message" : "message";
+    const char *what = msg_kind(server);
     int peer = terse__cplan_peer(terse__cplan(req), from);
     uint64_t l;
     if (len - *off < 8)
@@ -289,7 +301,7 @@ static terse_status_t end_packed(terse_request_h req, size_t len, size_t off, in
     if (off == len)
         return TERSE_OK;
     return terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d has %zu trailing bytes",
-                           server ? "server message" : "message",
+                           msg_kind(server),
                            terse__cplan_peer(terse__cplan(req), from), len - off);
 }
 
@@ -302,7 +314,7 @@ static terse_status_t unpack_seg(terse_request_h req, size_t s, const terse__cpa
     if (st == TERSE_OK)
         return TERSE_OK;
     return terse__req_fail(req, st == TERSE_ERR_INVALID_ARG ? TERSE_ERR_CORRUPT : st,
-                           "%s from rank %d: %s", server ? "server message" : "message",
+                           "%s from rank %d: %s", msg_kind(server),
                            terse__cplan_peer(p, from), msg);
 }
 
@@ -329,11 +341,6 @@ terse_status_t terse__cplan_split(terse_request_h req, int q, const uint8_t *buf
         if (next_seg(req, buf, len, &off, &p->parts[(size_t)q * p->nseg + s], q, 0) != TERSE_OK)
             return req->status;
     return end_packed(req, len, off, q, 0);
-}
-
-static size_t seg_elem(const terse__cplan_t *p, size_t s)
-{
-    return s < p->nseg ? p->toff[p->seg[s].tensor] + p->seg[s].elem_off : p->N;
 }
 
 /* The server step of segment @s: single-way out = acc / K; double-way d = e_s + acc / K in
