@@ -10,5 +10,6 @@
 #include <terse/compress.h>
 #include <terse/compressed.h>
 #include <terse/ef.h>
+#include <terse/model.h>
 
 #endif

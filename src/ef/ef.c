@@ -5,6 +5,7 @@
 
 #include "coll/comm.h"
 #include "core/alloc.h"
+#include "ckpt.h"
 
 #include <string.h>
 
@@ -226,44 +227,27 @@ terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d, float *co
  * u64 spec length, spec bytes, u64 ntensors, ntensors x (u64 id, u64 count),
  * e_k (N floats, modes EF/SAEF), e_s (N floats, double-way), u64 digest of all before it. */
 
-typedef struct wr {
-    uint8_t *p;
-    size_t off;
-} wr_t;
-
-static void put(wr_t *w, const void *src, size_t n)
-{
-    if (w->p)
-        memcpy(w->p + w->off, src, n);
-    w->off += n;
-}
-
-static void put_u64(wr_t *w, uint64_t x)
-{
-    put(w, &x, 8);
-}
-
 static size_t write_state(terse_ef_h ef, uint8_t *buf)
 {
-    wr_t w = {buf, 0};
+    terse__ckpt_wr_t w = {buf, 0};
     uint32_t head[4] = {EF_MAGIC, EF_VERSION, (uint32_t)ef->mode, (uint32_t)ef->double_way};
-    put(&w, head, sizeof(head));
-    put_u64(&w, ef->period);
-    put_u64(&w, ef->step);
-    put_u64(&w, ef->averaged_step);
-    put_u64(&w, strlen(ef->spec));
-    put(&w, ef->spec, strlen(ef->spec));
-    put_u64(&w, ef->nt);
+    terse__ckpt_put(&w, head, sizeof(head));
+    terse__ckpt_put_u64(&w, ef->period);
+    terse__ckpt_put_u64(&w, ef->step);
+    terse__ckpt_put_u64(&w, ef->averaged_step);
+    terse__ckpt_put_u64(&w, strlen(ef->spec));
+    terse__ckpt_put(&w, ef->spec, strlen(ef->spec));
+    terse__ckpt_put_u64(&w, ef->nt);
     for (size_t j = 0; j < ef->nt; j++) {
-        put_u64(&w, ef->ids[j]);
-        put_u64(&w, ef->counts[j]);
+        terse__ckpt_put_u64(&w, ef->ids[j]);
+        terse__ckpt_put_u64(&w, ef->counts[j]);
     }
     if (ef->ek)
-        put(&w, ef->ek, ef->N * sizeof(float));
+        terse__ckpt_put(&w, ef->ek, ef->N * sizeof(float));
     if (ef->es)
-        put(&w, ef->es, ef->N * sizeof(float));
+        terse__ckpt_put(&w, ef->es, ef->N * sizeof(float));
     if (buf)
-        put_u64(&w, terse__digest(buf, w.off, EF_MAGIC));
+        terse__ckpt_put_u64(&w, terse__digest(buf, w.off, EF_MAGIC));
     else
         w.off += 8;
     return w.off;

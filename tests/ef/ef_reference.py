@@ -4,7 +4,11 @@ against the library run under mpirun (test_ef_traj). Everything the library does
 is done here in float32, element by element in the same order where order matters (the
 rank-order sum); compressors are re-implemented from their definitions (DESIGN.md).
 
-usage: ef_reference.py MPIEXEC_AND_FLAGS... -- NP EXE MODE PERIOD DOUBLE_WAY SPEC T [L]
+usage: ef_reference.py [--model DTYPE] MPIEXEC_AND_FLAGS... -- NP EXE MODE PERIOD DOUBLE_WAY SPEC T [L]
+
+With --model DTYPE (f32|f64|f16|bf16) EXE is test_model_traj: the model-level step on
+parameters of that dtype, replayed by simulate_model (parameters rounded to their dtype,
+differences formed in the widened type, what travels float32).
 
 With L (ranks per host), the library runs with TERSE_HIERARCHY=node on NP/L emulated hosts
 (ranks h*L .. h*L+L-1 on host h) and the reference is the hierarchical mode: Algorithm 1 with
@@ -114,7 +118,77 @@ def simulate(K, A, b, T, mode, period, dw, spec, x0, counts, L=0):
     return np.array(traj)
 
 
+def round_to(dtype, v):
+    """v (float64 values) rounded to a parameter dtype, as float64 values."""
+    if dtype == "f64":
+        return v
+    f = np.asarray(v, np.float64).astype(F)
+    if dtype == "f16":
+        return f.astype(np.float16).astype(np.float64)
+    if dtype == "bf16":  # round to nearest even on the upper 16 bits
+        u = f.view(np.uint32).astype(np.uint64)
+        u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+        return u.astype(np.uint32).view(F).astype(np.float64)
+    return f.astype(np.float64)
+
+
+def simulate_model(K, A, b, T, mode, period, dw, spec, x0, counts, dtype):
+    """Algorithm 1 as the model-level step computes it: x_t stored in the parameters' dtype,
+    everything else in the widened type W (float32, float64 for f64), Delta rounded to float32
+    for the compressors, e_k keeping the rounding remainder (test_model_traj's optimizer)."""
+    M = A.shape[1]
+    wide = (lambda v: np.asarray(v, np.float64)) if dtype == "f64" else \
+        (lambda v: np.asarray(v, np.float64).astype(F).astype(np.float64))
+    lr, mu = 0.05, 0.9
+    x = x0.copy()
+    m = [np.zeros_like(x) for _ in range(K)]
+    e = [np.zeros_like(x) for _ in range(K)]
+    es = np.zeros(x.size, F)
+    traj = [x.copy()]
+    for t in range(T):
+        if mode != "none" and period and (t + 1) % period == 0 and t > 0:  # line 7
+            avg = wide(np.sum(np.array(e), axis=0) / K)
+            e = [avg.copy() for _ in range(K)]
+        cs = []
+        for k in range(K):
+            xh = round_to(dtype, wide(x - e[k])) if mode == "saef" else x.copy()  # line 9
+            r = A[k].astype(np.float64) @ xh - b[k].astype(np.float64)
+            g = wide(A[k].astype(np.float64).T @ r / M)
+            m[k] = wide(wide(mu * m[k]) + g)  # line 10
+            xp = round_to(dtype, wide(xh - wide(lr * m[k])))  # line 11
+            d = wide(xh - xp)
+            delta = wide(e[k] + d) if mode != "none" else d  # line 12 / 16
+            d32 = delta.astype(F)
+            c = compress_tensors(spec, d32, counts)
+            if mode != "none":  # line 18, the float64 part kept in e_k
+                e[k] = (delta - d32.astype(np.float64)) + (d32 - c).astype(F).astype(np.float64) \
+                    if dtype == "f64" else (d32 - c).astype(np.float64)
+            cs.append(c)
+        acc = np.zeros(x.size, F)
+        for c in cs:  # rank order
+            acc = (acc + c).astype(F)
+        avg = (acc / F(K)).astype(F)
+        if dw:  # lines 21-23
+            D = (es + avg).astype(F)
+            u = compress_tensors(spec, D, counts)
+            es = (D - u).astype(F)
+        else:
+            u = avg
+        x = round_to(dtype, wide(x - u.astype(np.float64)))  # line 25
+        traj.append(x.copy())
+    return np.array(traj)
+
+
+# The widened-type algebra is replayed exactly; what is left is the error average, summed
+# in another order here (float32 e_k), which can flip the last bit of a float16/bfloat16 value.
+TOLERANCE = {"f32": 1e-5, "f64": 1e-5, "f16": 2e-3, "bf16": 1e-2}
+
+
 def main():
+    dtype = None
+    if sys.argv[1] == "--model":
+        dtype = sys.argv[2]
+        del sys.argv[1:3]
     sep = sys.argv.index("--")
     mpiexec = sys.argv[1:sep]
     np_, exe, mode, period, dw, spec, T = sys.argv[sep + 1:sep + 8]
@@ -126,7 +200,8 @@ def main():
         wrap = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "emulate_hosts.sh"), str(L)]
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "traj.bin")
-        cmd = mpiexec + ["-np", np_] + wrap + [exe, mode, period, dw, spec, T, out]
+        cmd = mpiexec + ["-np", np_] + wrap + [exe, mode, period, dw, spec, T, out] + (
+            [dtype] if dtype else [])
         res = subprocess.run(cmd, env=env)
         if res.returncode != 0:
             print("library run failed:", " ".join(cmd))
@@ -134,19 +209,26 @@ def main():
         raw = open(out, "rb").read()
     K, NP, M, T = np.frombuffer(raw[:16], dtype=np.int32)
     data = np.frombuffer(raw[16:16 + 4 * K * M * (NP + 1)], dtype=F).reshape(K, M, NP + 1)
-    lib = np.frombuffer(raw[16 + 4 * K * M * (NP + 1):], dtype=F).reshape(T + 1, NP)
+    lib = np.frombuffer(raw[16 + 4 * K * M * (NP + 1):], dtype=np.float64 if dtype else F)
+    lib = lib.reshape(T + 1, NP)
     A, b = data[:, :, :NP], data[:, :, NP]
-    ref = simulate(K, A, b, T, mode, int(period), int(dw), spec, lib[0], [25, 15], L)
+    if dtype:
+        ref = simulate_model(K, A, b, T, mode, int(period), int(dw), spec, lib[0], [25, 15],
+                             dtype)
+    else:
+        ref = simulate(K, A, b, T, mode, int(period), int(dw), spec, lib[0], [25, 15], L)
+    tol = TOLERANCE[dtype] if dtype else 1e-5
     worst = 0.0
     for t in range(T + 1):
         rel = np.linalg.norm(lib[t].astype(np.float64) - ref[t]) / max(np.linalg.norm(ref[t]), 1e-3)
         worst = max(worst, rel)
     loss0 = sum(np.sum((A[k] @ lib[0] - b[k]) ** 2) for k in range(K))
     lossT = sum(np.sum((A[k] @ lib[-1] - b[k]) ** 2) for k in range(K))
-    print(f"K={K} L={L or '-'} {mode} p={period} dw={dw} {spec}: worst relative difference {worst:.2e} "
+    print(f"K={K} L={L or '-'} {dtype or 'f32'} {mode} p={period} dw={dw} {spec}: "
+          f"worst relative difference {worst:.2e} "
           f"over {T} steps; loss {loss0:.4f} -> {lossT:.4f}")
-    if worst > 1e-5:
-        print("FAIL: trajectories differ by more than 1e-5 relative")
+    if worst > tol:
+        print("FAIL: trajectories differ by more than %g relative" % tol)
         return 1
     print("PASS")
     return 0

@@ -3,30 +3,11 @@
  * for ef_reference.py to replay in a single process. Also checks x_t identical on every rank
  * and that a checkpoint (terse_ef_save/restore) at T/2 continues bit-identically.
  * usage: test_ef_traj MODE(none|ef|saef) PERIOD(0=never) DOUBLE_WAY(0|1) SPEC T OUT */
-#include "../mpi/test_util.h"
+#include "traj_data.h"
 
 #include <math.h>
 
-#define NP 40 /* parameters: tensor ids 3 (25) and 7 (15) */
-#define M  30 /* rows of data per rank */
-static const size_t counts[2] = {25, 15};
-static const uint32_t ids[2] = {3, 7};
 static const float lr = 0.05f, mu = 0.9f;
-
-static float A[M][NP], b[M];
-
-static void make_data(int rank)
-{
-    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(rank + 1);
-    for (int i = 0; i < M; i++) {
-        for (int j = 0; j < NP; j++) {
-            s = s * 6364136223846793005ull + 1442695040888963407ull;
-            A[i][j] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-        }
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        b[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
-}
 
 /* g = A^T (A x - b) / M, accumulated in double (the reference does the same in float64) */
 static void grad(const float *x, float *g)
@@ -145,32 +126,7 @@ int main(int argc, char **argv)
         free(before);
         free(after);
     }
-    if (test_rank == 0) {
-        FILE *f = fopen(argv[6], "wb");
-        CHECK(f != NULL, "open %s", argv[6]);
-        if (f) {
-            int32_t hdr[4] = {test_size, NP, M, T};
-            fwrite(hdr, sizeof(hdr), 1, f);
-            float *all = malloc(sizeof(float) * (size_t)test_size * M * (NP + 1));
-            float mine[M * (NP + 1)];
-            for (int i = 0; i < M; i++) {
-                memcpy(mine + i * (NP + 1), A[i], sizeof(A[i]));
-                mine[i * (NP + 1) + NP] = b[i];
-            }
-            MPI_Gather(mine, M * (NP + 1), MPI_FLOAT, all, M * (NP + 1), MPI_FLOAT, 0, MPI_COMM_WORLD);
-            fwrite(all, sizeof(float), (size_t)test_size * M * (NP + 1), f);
-            fwrite(traj, sizeof(float), (size_t)(T + 1) * NP, f);
-            fclose(f);
-            free(all);
-        }
-    } else {
-        float mine[M * (NP + 1)];
-        for (int i = 0; i < M; i++) {
-            memcpy(mine + i * (NP + 1), A[i], sizeof(A[i]));
-            mine[i * (NP + 1) + NP] = b[i];
-        }
-        MPI_Gather(mine, M * (NP + 1), MPI_FLOAT, NULL, 0, MPI_FLOAT, 0, MPI_COMM_WORLD);
-    }
+    write_traj(argv[6], T, traj, sizeof(float) * (size_t)(T + 1) * NP);
     free(traj);
     free(ckpt);
     terse_ef_destroy(ef);
