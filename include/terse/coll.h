@@ -59,6 +59,54 @@ TERSE_API terse_status_t terse_ialltoallv(terse_comm_h comm, const void *sbuf,
                                           const size_t *rdispls, terse_dtype_t dtype,
                                           terse_request_h *req_p);
 
+/**
+ * Nonblocking reduce-scatter with equal blocks: the elementwise reduction over all ranks of
+ * the @p size * @p count elements of @p sbuf; rank i gets elements [i * count, (i + 1) * count)
+ * of it in @p rbuf (@p count elements). Every dtype and op of terse_iallreduce. The block is
+ * bit-identical to that slice of terse_allreduce(sbuf, size * count) on the same ranks.
+ * @param [in]  sbuf   size * count elements, or TERSE_IN_PLACE: then @p rbuf holds the
+ *                     size * count input elements, and on completion this rank's block sits
+ *                     at its own place, rbuf + rank * count (like terse_iallgather's in-place
+ *                     convention, so an in-place reduce_scatter followed by an in-place
+ *                     allgather is an allreduce); the other blocks of @p rbuf are overwritten
+ *                     with intermediate values.
+ * @param [out] rbuf   @p count elements (size * count in place); borrowed until completion.
+ * @param [out] req_p  the request, set only on success.
+ */
+TERSE_API terse_status_t terse_ireduce_scatter(terse_comm_h comm, const void *sbuf, void *rbuf,
+                                               size_t count, terse_dtype_t dtype, terse_op_t op,
+                                               terse_request_h *req_p);
+
+/**
+ * Nonblocking reduce-scatter with any block sizes: the input is counts[0] + ... +
+ * counts[size-1] elements, rank i gets @p counts[i] of them, those starting at
+ * counts[0] + ... + counts[i-1] (zero counts allowed). @p counts is copied and must be the
+ * same on every rank (a digest travels with every message: TERSE_ERR_MISMATCH otherwise).
+ * Bit-identical to that slice of terse_allreduce over the whole input.
+ * @param [in]  sbuf   the whole input, or TERSE_IN_PLACE: @p rbuf holds the whole input and
+ *                     gets this rank's block at its own offset (the rest is overwritten).
+ * @param [out] rbuf   counts[rank] elements (the whole input in place); may be NULL when
+ *                     that is 0. Borrowed until completion.
+ */
+TERSE_API terse_status_t terse_ireduce_scatter_v(terse_comm_h comm, const void *sbuf,
+                                                 void *rbuf, const size_t *counts,
+                                                 terse_dtype_t dtype, terse_op_t op,
+                                                 terse_request_h *req_p);
+
+/**
+ * Nonblocking reduce of @p count elements to @p root: on completion the root's @p rbuf holds
+ * exactly what terse_allreduce would have given every rank (the same bits).
+ * @param [in]  sbuf   @p count elements, or TERSE_IN_PLACE: the input is read from @p rbuf
+ *                     (on any rank; a non-root's @p rbuf is then overwritten with
+ *                     intermediate values).
+ * @param [out] rbuf   @p count elements at the root; ignored elsewhere (may be NULL) unless
+ *                     in place. Borrowed until completion.
+ * @param [in]  root   0 <= root < size, the same on every rank.
+ */
+TERSE_API terse_status_t terse_ireduce(terse_comm_h comm, const void *sbuf, void *rbuf,
+                                       size_t count, terse_dtype_t dtype, terse_op_t op, int root,
+                                       terse_request_h *req_p);
+
 /** Nonblocking barrier. */
 TERSE_API terse_status_t terse_ibarrier(terse_comm_h comm, terse_request_h *req_p);
 
@@ -94,6 +142,13 @@ TERSE_API terse_status_t terse_alltoallv(terse_comm_h comm, const void *sbuf,
                                          const size_t *scounts, const size_t *sdispls, void *rbuf,
                                          const size_t *rcounts, const size_t *rdispls,
                                          terse_dtype_t dtype);
+TERSE_API terse_status_t terse_reduce_scatter(terse_comm_h comm, const void *sbuf, void *rbuf,
+                                              size_t count, terse_dtype_t dtype, terse_op_t op);
+TERSE_API terse_status_t terse_reduce_scatter_v(terse_comm_h comm, const void *sbuf, void *rbuf,
+                                                const size_t *counts, terse_dtype_t dtype,
+                                                terse_op_t op);
+TERSE_API terse_status_t terse_reduce(terse_comm_h comm, const void *sbuf, void *rbuf,
+                                      size_t count, terse_dtype_t dtype, terse_op_t op, int root);
 
 #ifdef __cplusplus
 }

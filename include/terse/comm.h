@@ -62,6 +62,35 @@ TERSE_API terse_status_t terse_comm_create(const terse_comm_params_t *params, te
  */
 TERSE_API terse_status_t terse_comm_destroy(terse_comm_h comm);
 
+/** A color that makes terse_comm_split give this rank no communicator. */
+#define TERSE_UNDEFINED (-1)
+
+/**
+ * Split @p parent into communicators of the ranks that pass the same @p color (like
+ * MPI_Comm_split). Collective over @p parent: every rank calls it, in the same order as its
+ * other collectives on @p parent. In each new communicator ranks are ordered by @p key, ties
+ * by their rank in @p parent. The child is bootstrapped over @p parent (no MPI, no
+ * environment rendezvous) and is complete: its own transport, every collective, the
+ * compressed allreduce and error feedback, local and cross ranks of its own members, and
+ * the parent's timeout, host id and progress mode. It is independent of @p parent
+ * afterwards: either may be destroyed first. Either every rank succeeds or every rank gets
+ * an error (and no communicator).
+ * @param [in]  parent     the communicator to split
+ * @param [in]  color      >= 0, or TERSE_UNDEFINED (any negative value): this rank joins none
+ * @param [in]  key        order among the ranks of one color
+ * @param [out] newcomm_p  the new communicator (the caller destroys it with
+ *                         terse_comm_destroy), NULL for TERSE_UNDEFINED; set only on success
+ */
+TERSE_API terse_status_t terse_comm_split(terse_comm_h parent, int color, int key,
+                                          terse_comm_h *newcomm_p);
+
+/**
+ * A copy of @p parent with the same ranks in the same order and its own transport and
+ * sequence of collectives (terse_comm_split with one color). Collective over @p parent.
+ * @param [out] newcomm_p  the new communicator, owned by the caller; set only on success
+ */
+TERSE_API terse_status_t terse_comm_dup(terse_comm_h parent, terse_comm_h *newcomm_p);
+
 TERSE_API int terse_comm_rank(terse_comm_h comm);
 TERSE_API int terse_comm_size(terse_comm_h comm);
 /** Rank among the ranks of the same host, and the number of those ranks. */

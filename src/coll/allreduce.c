@@ -62,7 +62,7 @@ terse_status_t terse__coll_check(terse_comm_h comm, terse__coll_kind_t kind, con
     return TERSE_OK;
 }
 
-static const terse__algo_t *select_allreduce(terse_comm_h comm, size_t count, size_t bytes)
+const terse__algo_t *terse__allreduce_select(terse_comm_h comm, size_t count, size_t bytes)
 {
     const terse__config_t *cfg = terse__config();
     if (!strcmp(cfg->allreduce_algo, "recursive_doubling"))
@@ -93,7 +93,7 @@ terse_status_t terse_iallreduce(terse_comm_h comm, const void *sbuf, void *rbuf,
                                   "invalid op %d", (int)op);
     pthread_mutex_lock(&comm->lock);
     st = terse__req_create(comm, TERSE_COLL_ALLREDUCE,
-                           select_allreduce(comm, count, count * terse_dtype_size(dtype)), &req);
+                           terse__allreduce_select(comm, count, count * terse_dtype_size(dtype)), &req);
     if (st == TERSE_OK) {
         req->sbuf = sbuf == TERSE_IN_PLACE ? rbuf : sbuf;
         req->rbuf = rbuf;

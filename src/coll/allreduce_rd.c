@@ -18,13 +18,13 @@ static int real_rank(const rd_state_t *s, int newrank)
     return newrank < s->rem ? newrank * 2 + 1 : newrank + s->rem;
 }
 
-static void finish_avg(terse_request_h req)
+static void finish_avg(terse_request_h req, void *work)
 {
     if (req->op == TERSE_OP_AVG)
-        terse__reduce_avg_finish(req->rbuf, req->count, req->dtype, req->comm->size);
+        terse__reduce_avg_finish(work, req->count, req->dtype, req->comm->size);
 }
 
-static terse_status_t rd_progress(terse_request_h req)
+terse_status_t terse__allreduce_rd_run(terse_request_h req, void *work)
 {
     terse_comm_h comm = req->comm;
     _Static_assert(sizeof(rd_state_t) <= sizeof(req->state), "state fits");
@@ -57,28 +57,28 @@ static terse_status_t rd_progress(terse_request_h req)
             return TERSE_INPROGRESS;
         }
         s->newrank = rank - s->rem;
-        if (req->sbuf != req->rbuf && bytes)
-            memcpy(req->rbuf, req->sbuf, bytes);
+        if (req->sbuf != work && bytes)
+            memcpy(work, req->sbuf, bytes);
         req->phase = RD_EXCHANGE;
         break;
     case RD_FOLD_WAIT:
-        terse__reduce(req->rbuf, req->scratch->ptr, req->sbuf, req->count, req->dtype, req->op);
+        terse__reduce(work, req->scratch->ptr, req->sbuf, req->count, req->dtype, req->op);
         req->phase = RD_EXCHANGE;
         break;
     case RD_EXCHANGE: {
         /* The round with partner (mask/2) completed: combine in rank order. */
         int partner = s->newrank ^ (s->mask >> 1);
         if (partner < s->newrank)
-            terse__reduce(req->rbuf, req->scratch->ptr, req->rbuf, req->count, req->dtype, req->op);
+            terse__reduce(work, req->scratch->ptr, work, req->count, req->dtype, req->op);
         else
-            terse__reduce(req->rbuf, req->rbuf, req->scratch->ptr, req->count, req->dtype, req->op);
+            terse__reduce(work, work, req->scratch->ptr, req->count, req->dtype, req->op);
         break;
     }
     case RD_UNFOLD:
         if (s->newrank < 0) {
             if (req->round == 0) {
                 req->round = 1;
-                terse__req_recv(req, rank + 1, 1, req->rbuf, bytes);
+                terse__req_recv(req, rank + 1, 1, work, bytes);
                 return TERSE_INPROGRESS;
             }
             return TERSE_OK;
@@ -95,19 +95,24 @@ static terse_status_t rd_progress(terse_request_h req)
         if (!tmp)
             return req->status;
         uint16_t step = (uint16_t)(2 + __builtin_ctz((unsigned)s->mask));
-        terse__req_send(req, partner, step, req->rbuf, bytes);
+        terse__req_send(req, partner, step, work, bytes);
         terse__req_recv(req, partner, step, tmp, bytes);
         s->mask <<= 1;
         req->phase = RD_EXCHANGE;
         return TERSE_INPROGRESS;
     }
-    finish_avg(req);
+    finish_avg(req, work);
     req->phase = RD_UNFOLD;
     if (rank < 2 * s->rem) { /* odd rank: give the folded partner its result */
-        terse__req_send(req, rank - 1, 1, req->rbuf, bytes);
+        terse__req_send(req, rank - 1, 1, work, bytes);
         return TERSE_INPROGRESS;
     }
     return TERSE_OK;
+}
+
+static terse_status_t rd_progress(terse_request_h req)
+{
+    return terse__allreduce_rd_run(req, req->rbuf);
 }
 
 const terse__algo_t terse__allreduce_rd_algo = {

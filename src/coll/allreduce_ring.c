@@ -14,14 +14,14 @@ static int mod(int a, int p)
     return ((a % p) + p) % p;
 }
 
-static terse_status_t ring_progress(terse_request_h req)
+terse_status_t terse__allreduce_ring_run(terse_request_h req, void *work, int rs_only)
 {
     terse_comm_h comm = req->comm;
     ring_state_t *s = (ring_state_t *)req->state;
     int p = comm->size, r = comm->rank;
     int left = mod(r - 1, p), right = mod(r + 1, p);
     size_t esize = terse_dtype_size(req->dtype);
-    char *rbuf = req->rbuf;
+    char *rbuf = work;
     const char *sbuf = req->sbuf;
 
     if (p == 1) {
@@ -44,7 +44,7 @@ static terse_status_t ring_progress(terse_request_h req)
                 terse__reduce_avg_finish(rbuf + off * esize, n, req->dtype, p);
         }
     }
-    if (s->step == 2 * p - 2)
+    if (s->step == 2 * p - 2 || (rs_only && s->step == p - 1))
         return TERSE_OK;
 
     int st = s->step++;
@@ -67,6 +67,11 @@ static terse_status_t ring_progress(terse_request_h req)
         terse__req_send(req, right, (uint16_t)st, rbuf + so * esize, sn * esize);
     }
     return TERSE_INPROGRESS;
+}
+
+static terse_status_t ring_progress(terse_request_h req)
+{
+    return terse__allreduce_ring_run(req, req->rbuf, 0);
 }
 
 const terse__algo_t terse__allreduce_ring_algo = {

@@ -35,6 +35,9 @@ typedef enum terse__coll_kind {
     TERSE_COLL_BARRIER = 7,
     TERSE_COLL_COMPRESSED = 8,
     TERSE_COLL_INTERNAL = 9, /* setup exchanges the library runs by itself */
+    TERSE_COLL_REDUCE_SCATTER = 10,
+    TERSE_COLL_REDUCE_SCATTER_V = 11,
+    TERSE_COLL_REDUCE = 12,
 } terse__coll_kind_t;
 
 /* The sender's TERSE_CHECKSUM, in every header. Any two codes differ in two bits, so a flipped
@@ -201,6 +204,9 @@ terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind, con
                                  terse_request_h *req_p);
 /* Start the request (call its algorithm once) and link it into the active list. */
 terse_status_t terse__req_start(terse_request_h req);
+/* The same with a sequence number the caller reserved (comm->next_seq is left alone): for
+ * exchanges among a subset of the ranks, which the others do not count (comm_split.c). */
+terse_status_t terse__req_start_at(terse_request_h req, uint32_t seq);
 /* Advance one request once; caller holds comm->lock. */
 terse_status_t terse__req_advance(terse_request_h req);
 void terse__req_send(terse_request_h req, int peer, uint16_t step, const void *buf, size_t len);

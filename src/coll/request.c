@@ -33,6 +33,9 @@ const char *terse__coll_name(int kind)
     case TERSE_COLL_BARRIER: return "barrier";
     case TERSE_COLL_COMPRESSED: return "compressed allreduce";
     case TERSE_COLL_INTERNAL: return "internal exchange";
+    case TERSE_COLL_REDUCE_SCATTER: return "reduce_scatter";
+    case TERSE_COLL_REDUCE_SCATTER_V: return "reduce_scatter_v";
+    case TERSE_COLL_REDUCE: return "reduce";
     default: return "unknown collective";
     }
 }
@@ -811,8 +814,13 @@ terse_status_t terse__req_advance(terse_request_h req)
 
 terse_status_t terse__req_start(terse_request_h req)
 {
+    return terse__req_start_at(req, req->comm->next_seq++);
+}
+
+terse_status_t terse__req_start_at(terse_request_h req, uint32_t seq)
+{
     terse_comm_h comm = req->comm;
-    req->sig.seq = comm->next_seq++;
+    req->sig.seq = seq;
     req->start = terse__now();
     arm_fault(req);
     req->next = comm->active;

@@ -23,6 +23,7 @@ OP_SUM, OP_AVG, OP_MIN, OP_MAX, OP_PROD = 0, 1, 2, 3, 4
 OK, INPROGRESS = 0, 1
 ERR_INVALID_ARG, ERR_NO_MEMORY, ERR_MISMATCH, ERR_NONFINITE = -1, -2, -5, -7
 ERR_CORRUPT, ERR_NOT_SUPPORTED, ERR_BUSY, ERR_INTERNAL = -8, -9, -12, -13
+UNDEFINED = -1  # TERSE_UNDEFINED: terse_comm_split color of a rank that joins no communicator
 # terse_comm_params field_mask bits
 COMM_PARAM_FIELD_OOB = 1 << 0
 COMM_PARAM_FIELD_PROGRESS_THREAD = 1 << 1
@@ -123,6 +124,8 @@ _decl("terse_status_name", ctypes.c_char_p, c_status)
 _decl("terse_version", ctypes.c_char_p)
 _decl("terse_dtype_size", _SZ, _I)
 _decl("terse_comm_create", c_status, ctypes.POINTER(CommParams), ctypes.POINTER(c_comm))
+_decl("terse_comm_split", c_status, c_comm, _I, _I, ctypes.POINTER(c_comm))
+_decl("terse_comm_dup", c_status, c_comm, ctypes.POINTER(c_comm))
 _decl("terse_comm_destroy", c_status, c_comm)
 for _n in ("rank", "size", "local_rank", "local_size", "cross_rank", "cross_size"):
     _decl("terse_comm_" + _n, _I, c_comm)
@@ -135,6 +138,9 @@ _decl("terse_iallgatherv", c_status, c_comm, _P, _P, _PSZ, _PSZ, _I, ctypes.POIN
 _decl("terse_ibcast", c_status, c_comm, _P, _SZ, _I, _I, ctypes.POINTER(c_req))
 _decl("terse_ialltoall", c_status, c_comm, _P, _P, _SZ, _I, ctypes.POINTER(c_req))
 _decl("terse_ibarrier", c_status, c_comm, ctypes.POINTER(c_req))
+_decl("terse_ireduce_scatter", c_status, c_comm, _P, _P, _SZ, _I, _I, ctypes.POINTER(c_req))
+_decl("terse_ireduce_scatter_v", c_status, c_comm, _P, _P, _PSZ, _I, _I, ctypes.POINTER(c_req))
+_decl("terse_ireduce", c_status, c_comm, _P, _P, _SZ, _I, _I, _I, ctypes.POINTER(c_req))
 _decl("terse_test", c_status, c_req)
 _decl("terse_wait", c_status, c_req)
 _decl("terse_request_free", None, c_req)
@@ -144,6 +150,9 @@ _decl("terse_allgather", c_status, c_comm, _P, _P, _SZ, _I)
 _decl("terse_allgatherv", c_status, c_comm, _P, _P, _PSZ, _PSZ, _I)
 _decl("terse_bcast", c_status, c_comm, _P, _SZ, _I, _I)
 _decl("terse_alltoall", c_status, c_comm, _P, _P, _SZ, _I)
+_decl("terse_reduce_scatter", c_status, c_comm, _P, _P, _SZ, _I, _I)
+_decl("terse_reduce_scatter_v", c_status, c_comm, _P, _P, _PSZ, _I, _I)
+_decl("terse_reduce", c_status, c_comm, _P, _P, _SZ, _I, _I, _I)
 _decl("terse_compressor_parse", c_status, ctypes.c_char_p, ctypes.POINTER(Compressor))
 _decl("terse_compressor_format", c_status, ctypes.POINTER(Compressor), ctypes.c_char_p, _SZ)
 _decl("terse_compressor_validate", c_status, ctypes.POINTER(Compressor))

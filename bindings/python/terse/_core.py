@@ -158,12 +158,23 @@ class Comm:
             params.field_mask |= C.COMM_PARAM_FIELD_TIMEOUT
             params.timeout = float(timeout)
         self._h = None
-        self._requests = weakref.WeakSet()  # nonblocking requests not yet completed
-        self._orphans = []  # buffers of requests dropped in flight, borrowed until destroy
-        self.last_bytes_sent = 0
         h = C.c_comm()
         check(C.terse_comm_create(ctypes.byref(params), ctypes.byref(h)), None,
               "terse_comm_create")
+        self._adopt(h)
+
+    @classmethod
+    def _from_handle(cls, h):
+        """A Comm owning the C communicator ``h`` (from terse_comm_split / terse_comm_dup)."""
+        self = cls.__new__(cls)
+        self._oob = None
+        self._adopt(h)
+        return self
+
+    def _adopt(self, h):
+        self._requests = weakref.WeakSet()  # nonblocking requests not yet completed
+        self._orphans = []  # buffers of requests dropped in flight, borrowed until destroy
+        self.last_bytes_sent = 0
         self._h = h
         self.rank = C.terse_comm_rank(h)
         self.size = C.terse_comm_size(h)
@@ -264,6 +275,60 @@ class Comm:
         self._check(C.terse_alltoall(self.handle, _ptr(a), _ptr(out), a.size // self.size,
                                      dtype_code(a.dtype)), "alltoall")
         return out
+
+    def reduce_scatter(self, a, op="sum", counts=None):
+        """Reduce ``a`` (the whole vector, read flattened) over all ranks and return this rank's
+        block as a new 1-D array: with ``counts=None`` equal blocks of ``a.size // size``
+        elements (``a.size`` must be a multiple of ``size``), else ``counts[i]`` elements for
+        rank i, in rank order (``sum(counts) == a.size``, the same on every rank). The block
+        holds the same bits as that slice of ``allreduce(a, op)``."""
+        a = _contig(a).reshape(-1)
+        code, opc = dtype_code(a.dtype), op_code(op)
+        if counts is None:
+            if a.size % self.size:
+                raise TerseError(C.ERR_INVALID_ARG, "reduce_scatter: size %d not divisible by "
+                                 "%d ranks (pass counts)" % (a.size, self.size))
+            out = np.empty(a.size // self.size, a.dtype)
+            self._check(C.terse_reduce_scatter(self.handle, _ptr(a), _ptr(out), out.size, code,
+                                               opc), "reduce_scatter")
+            return out
+        counts = [int(c) for c in counts]
+        if len(counts) != self.size or min(counts) < 0 or sum(counts) != a.size:
+            raise TerseError(C.ERR_INVALID_ARG, "reduce_scatter: counts must be %d non-negative "
+                             "numbers adding up to %d" % (self.size, a.size))
+        out = np.empty(counts[self.rank], a.dtype)
+        cnt = (ctypes.c_size_t * self.size)(*counts)
+        self._check(C.terse_reduce_scatter_v(self.handle, _ptr(a), _ptr(out), cnt, code, opc),
+                    "reduce_scatter_v")
+        return out
+
+    def reduce(self, a, root=0, op="sum"):
+        """Reduce ``a`` over all ranks to ``root``: returns a new array shaped like ``a`` on the
+        root (the bits ``allreduce(a, op)`` gives), None on the other ranks."""
+        a = _contig(a)
+        out = np.empty_like(a) if self.rank == root else None
+        self._check(C.terse_reduce(self.handle, _ptr(a), _ptr(out) if out is not None else None,
+                                   a.size, dtype_code(a.dtype), op_code(op), int(root)),
+                    "reduce")
+        return out
+
+    # -- communicators --
+    def split(self, color, key=None):
+        """A new Comm of the ranks passing the same ``color`` (>= 0), ordered by ``key``
+        (default: this rank), ties by rank; ``color=None`` (or negative) joins none and
+        returns None. Collective over this communicator; the new one is independent of it
+        (destroy either first)."""
+        color = C.UNDEFINED if color is None or int(color) < 0 else int(color)
+        h = C.c_comm()
+        self._check(C.terse_comm_split(self.handle, color, self.rank if key is None else int(key),
+                                       ctypes.byref(h)), "comm_split")
+        return Comm._from_handle(h) if h.value else None
+
+    def dup(self):
+        """A new Comm of the same ranks in the same order (collective)."""
+        h = C.c_comm()
+        self._check(C.terse_comm_dup(self.handle, ctypes.byref(h)), "comm_dup")
+        return Comm._from_handle(h)
 
     # -- compressed --
     def icompressed_allreduce(self, a, compressor, tensor_id=0, step=0, error=None,
