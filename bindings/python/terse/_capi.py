@@ -13,6 +13,7 @@ c_status = ctypes.c_int
 c_comm = ctypes.c_void_p
 c_req = ctypes.c_void_p
 c_ef = ctypes.c_void_p
+c_model = ctypes.c_void_p
 
 # enum terse_dtype (include/terse/types.h)
 DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_FLOAT16, DTYPE_BFLOAT16 = 0, 1, 2, 3
@@ -42,6 +43,10 @@ CALLREDUCE_FIELD_STEP = 1 << 1
 EF_MODE_NONE, EF_MODE_EF, EF_MODE_SAEF = 0, 1, 2
 EF_FIELD_PERIOD = 1 << 0
 EF_FIELD_DOUBLE_WAY = 1 << 1
+# terse_model_params field_mask bits (include/terse/model.h)
+MODEL_FIELD_PERIOD = 1 << 0
+MODEL_FIELD_DOUBLE_WAY = 1 << 1
+MODEL_FIELD_BUCKETS = 1 << 2
 
 OOB_ALLGATHER_FUNC = ctypes.CFUNCTYPE(c_status, ctypes.c_void_p, ctypes.c_void_p,
                                       ctypes.c_size_t, ctypes.c_void_p)
@@ -85,6 +90,20 @@ class EfParams(ctypes.Structure):
                 ("ids", ctypes.POINTER(ctypes.c_uint32)),
                 ("counts", ctypes.POINTER(ctypes.c_size_t)), ("period", ctypes.c_uint64),
                 ("double_way", ctypes.c_int)]
+
+
+class ModelTensor(ctypes.Structure):
+    """terse_model_tensor_t."""
+    _fields_ = [("id", ctypes.c_uint32), ("count", ctypes.c_size_t), ("dtype", ctypes.c_int)]
+
+
+class ModelParams(ctypes.Structure):
+    """terse_model_params_t."""
+    _fields_ = [("field_mask", ctypes.c_uint64), ("mode", ctypes.c_int),
+                ("compressor", ctypes.POINTER(Compressor)), ("ntensors", ctypes.c_size_t),
+                ("tensors", ctypes.POINTER(ModelTensor)), ("period", ctypes.c_uint64),
+                ("double_way", ctypes.c_int), ("nbuckets", ctypes.c_size_t),
+                ("bucket_end", ctypes.POINTER(ctypes.c_size_t))]
 
 
 def _find_library():
@@ -177,3 +196,21 @@ _decl("terse_ef_server_error", ctypes.POINTER(ctypes.c_float), c_ef, _SZ)
 _decl("terse_ef_save_size", _SZ, c_ef)
 _decl("terse_ef_save", c_status, c_ef, _P, _SZ, _PSZ)
 _decl("terse_ef_restore", c_status, c_ef, _P, _SZ)
+_decl("terse_model_create", c_status, c_comm, ctypes.POINTER(ModelParams),
+      ctypes.POINTER(c_model))
+_decl("terse_model_destroy", None, c_model)
+_decl("terse_model_set_point", c_status, c_model, _PP)
+_decl("terse_model_has_point", _I, c_model)
+_decl("terse_model_post", c_status, c_model, _SZ, _PP)
+_decl("terse_model_posted", _SZ, c_model)
+_decl("terse_model_finish", c_status, c_model, _PP)
+_decl("terse_model_write_point", c_status, c_model, _PP)
+_decl("terse_model_step", ctypes.c_uint64, c_model)
+_decl("terse_model_bytes_sent", ctypes.c_uint64, c_model)
+_decl("terse_model_nbuckets", _SZ, c_model)
+_decl("terse_model_consensus", c_status, c_model, _SZ, _P)
+_decl("terse_model_worker_error", c_status, c_model, _SZ, _P)
+_decl("terse_model_server_error", c_status, c_model, _SZ, _P)
+_decl("terse_model_save_size", _SZ, c_model)
+_decl("terse_model_save", c_status, c_model, _P, _SZ, _PSZ)
+_decl("terse_model_restore", c_status, c_model, _P, _SZ, _PP)

@@ -471,3 +471,16 @@ def join(device=-1):
     """Barrier for compatibility (terse has no uneven-input join); returns -1."""
     barrier()
     return -1
+
+
+_dup_seq = [0]
+
+
+def dup_comm():
+    """A new communicator of the same ranks (terse_comm_dup, collective: every rank calls it
+    in the same order), for C objects that drive their own nonblocking collectives from the
+    calling thread while the engine keeps its own (terse.Model)."""
+    eng = _eng()
+    _dup_seq[0] += 1
+    name = "terse.comm.dup.%d" % _dup_seq[0]
+    return synchronize(_call_async(name, (name,), eng.comm.dup))
