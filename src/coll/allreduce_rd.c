@@ -1,7 +1,8 @@
 /* Recursive doubling allreduce for small messages, any rank count: the first 2*rem ranks
  * fold pairwise so a power of two remains, exchange-and-reduce log2 rounds, then unfold.
  * Partners always combine (lower ranks' part, higher ranks' part), so every rank computes
- * the same expression tree and the result is bit-identical everywhere. */
+ * the same expression tree and the result is bit-identical everywhere. reduce_scatter and
+ * reduce of small vectors run this same code (terse__allreduce_rd_run, rs_rd.c). */
 #include "algos.h"
 #include "reduce.h"
 

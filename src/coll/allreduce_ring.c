@@ -1,7 +1,10 @@
 /* Ring allreduce for large messages: reduce-scatter then allgather over P balanced chunks.
  * Each chunk is reduced along the ring exactly once and its final owner's result is copied
  * everywhere, so every rank holds the same bits. Received partial sums land in scratch and
- * are combined straight from the send buffer into the receive buffer, so no extra copy. */
+ * are combined straight from the send buffer into the receive buffer, so no extra copy.
+ * reduce_scatter and reduce run this same code (terse__allreduce_ring_run, stopping after the
+ * first half, rs_ring.c) so that their results are the allreduce's bits: an order of operands
+ * changed here changes theirs with it, as it must. */
 #include "algos.h"
 #include "reduce.h"
 

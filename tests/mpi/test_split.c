@@ -5,17 +5,34 @@
 
 #include <terse/ef.h>
 
+static int ranks_per_host; /* TERSE_TEST_RANKS_PER_HOST (emulated hosts), else every rank */
+
 /* Checks a communicator whose members are @members (parent ranks, in child rank order):
  * identity, then dense, reduce and compressed collectives with values that name the members. */
 static void check_child(terse_comm_h c, const int *members, int n, int me, const char *what)
 {
     CHECK(terse_comm_size(c) == n && terse_comm_rank(c) == me, "%s: rank %d of %d, want %d of %d",
           what, terse_comm_rank(c), terse_comm_size(c), me, n);
-    /* one host here: every member is local */
-    CHECK(terse_comm_local_size(c) == n && terse_comm_local_rank(c) == me &&
-              terse_comm_cross_size(c) == 1 && terse_comm_cross_rank(c) == 0,
-          "%s: local %d/%d cross %d/%d", what, terse_comm_local_rank(c), terse_comm_local_size(c),
-          terse_comm_cross_rank(c), terse_comm_cross_size(c));
+    /* hosts of the members (parent rank q on host q / L, see emulate_hosts.sh), numbered by
+     * first appearance in child order, as the child must compute them */
+    int hosts[8], nh = 0, lr = 0, ls = 0, cr = 0;
+    for (int i = 0; i < n; i++) {
+        int h = members[i] / ranks_per_host, k = 0;
+        while (k < nh && hosts[k] != h)
+            k++;
+        if (k == nh)
+            hosts[nh++] = h;
+        if (h == test_rank / ranks_per_host) {
+            lr += i < me;
+            ls++;
+            cr = k;
+        }
+    }
+    CHECK(terse_comm_local_size(c) == ls && terse_comm_local_rank(c) == lr &&
+              terse_comm_cross_size(c) == nh && terse_comm_cross_rank(c) == cr,
+          "%s: local %d/%d cross %d/%d, want %d/%d %d/%d", what, terse_comm_local_rank(c),
+          terse_comm_local_size(c), terse_comm_cross_rank(c), terse_comm_cross_size(c), lr, ls,
+          cr, nh);
     int64_t sum = 0, max = -1, v[3] = {test_rank, test_rank, test_rank}, out[3];
     for (int i = 0; i < n; i++) {
         sum += members[i];
@@ -168,6 +185,8 @@ static void test_nested_and_undefined(terse_comm_h comm, terse_comm_h odd_even)
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
+    const char *rph = getenv("TERSE_TEST_RANKS_PER_HOST");
+    ranks_per_host = rph ? atoi(rph) : test_size;
     terse_comm_h odd_even = split_parity(comm);
     if (odd_even) {
         test_dup_and_concurrent(comm, odd_even);
