@@ -109,8 +109,12 @@ static terse_status_t alloc_arrays(terse_model_h m)
     int ef = m->mode != TERSE_EF_MODE_NONE;
     m->x = terse__alloc_scratch_with(na, m->xbytes ? m->xbytes : 1, "model consensus x_t");
     m->stage = terse__alloc_scratch_with(na, fl, "model Delta staging");
-    m->u = terse__alloc_scratch_with(na, fl, "model update");
-    if (!m->x || !m->stage || !m->u)
+    int wide = 0; /* tensors other than float32 need an update buffer */
+    for (size_t j = 0; j < m->nt; j++)
+        wide |= m->t[j].dtype != TERSE_DTYPE_FLOAT32;
+    if (wide && !(m->u = terse__alloc_scratch_with(na, fl, "model update")))
+        return TERSE_ERR_NO_MEMORY;
+    if (!m->x || !m->stage)
         return TERSE_ERR_NO_MEMORY;
     if (ef && !(m->ek = terse__alloc_scratch_with(na, fl, "model worker errors e_k")))
         return TERSE_ERR_NO_MEMORY;
@@ -170,7 +174,7 @@ terse__mtensor_t terse__model_view(const terse_model_h m, size_t j)
         .x = m->x + m->xoff[j],
         .ek = ek,
         .stage = m->stage + m->off[j],
-        .u = m->u + m->off[j],
+        .u = m->t[j].dtype == TERSE_DTYPE_FLOAT32 ? NULL : m->u + m->off[j],
     };
 }
 
@@ -201,14 +205,14 @@ static terse_status_t post_bucket(terse_model_h m, size_t b, void *const *params
     size_t lo = bucket_lo(m, b), hi = m->bucket_end[b];
     for (size_t j = lo; j < hi; j++) {
         terse__mtensor_t v = terse__model_view(m, j);
-        const void *p = params ? params[j] : NULL;
+        void *p = params ? params[j] : NULL;
         if (p && v.count)
             terse__model_stage(&v, p, saef(m));
         m->ct[j] = (terse_ctensor_t){
             .id = m->t[j].id,
             .count = v.count,
             .in = p ? v.stage : NULL, /* NULL: the collective rejects it on every rank */
-            .out = v.u,
+            .out = v.u ? v.u : p, /* float32: u lands in the parameters */
             .worker_error = m->ek ? v.stage : NULL, /* Delta becomes Delta - C(Delta) */
             .server_error = m->es ? m->es + m->off[j] : NULL,
         };

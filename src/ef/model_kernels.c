@@ -6,6 +6,7 @@
  *   stage:   Delta = e_k + (x_half - x'), x_half = P(x_t - e_k) recomputed (SAEF) or x_t;
  *            stage = float32(Delta)
  *   commit:  x_{t+1} = P(x_t - u); e_k' from the exchange's remainder; params = next point
+ *            (float32 parameters receive u from the exchange itself: no update buffer)
  * The loops are written out per dtype (no dispatch per element) so the compiler vectorises
  * the float32 and float64 ones; the clones pick AVX2 where the CPU has it. */
 #include "model_kernels.h"
@@ -32,25 +33,27 @@ stage_f32(const float *restrict x, const float *restrict ek, const float *restri
     }
 }
 
+/* The exchange wrote u into the parameters themselves (float32 only: x' is not needed here),
+ * so @p up holds u on entry and the next point on exit. */
 __attribute__((target_clones("avx2", "default"))) static void
-commit_f32(float *restrict x, const float *restrict u, const float *restrict werr,
-           float *restrict prm, size_t n, int saef, int write_params)
+commit_f32(float *restrict x, float *restrict up, const float *restrict werr, size_t n, int saef,
+           int write_params)
 {
     if (saef && write_params) {
         for (size_t i = 0; i < n; i++) {
-            float xn = x[i] - u[i];
+            float xn = x[i] - up[i];
             x[i] = xn;
-            prm[i] = xn - werr[i];
+            up[i] = xn - werr[i];
         }
     } else if (write_params) {
         for (size_t i = 0; i < n; i++) {
-            float xn = x[i] - u[i];
+            float xn = x[i] - up[i];
             x[i] = xn;
-            prm[i] = xn;
+            up[i] = xn;
         }
     } else {
         for (size_t i = 0; i < n; i++)
-            x[i] = x[i] - u[i];
+            x[i] = x[i] - up[i];
     }
 }
 
@@ -155,7 +158,7 @@ void terse__model_commit(const terse__mtensor_t *t, void *params, int saef, int 
     const float *werr = t->stage;
     switch (t->dtype) {
     case TERSE_DTYPE_FLOAT32:
-        commit_f32(t->x, t->u, werr, params, t->count, saef && t->ek, write_params);
+        commit_f32(t->x, params, werr, t->count, saef && t->ek, write_params);
         break;
     case TERSE_DTYPE_FLOAT64:
         commit_f64(t->x, t->ek, t->u, werr, params, t->count, saef, write_params);

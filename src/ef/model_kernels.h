@@ -13,7 +13,8 @@ typedef struct terse__mtensor {
     void *x;      /* x_t, count elements of dtype */
     void *ek;     /* e_k: float (float64: double), NULL in mode none */
     float *stage; /* float32 Delta for the exchange, then its remainder Delta - C(Delta) */
-    float *u;     /* the exchange's output avg_k C(Delta_k) (double-way: C(e_s + avg)) */
+    float *u;     /* the exchange's output avg_k C(Delta_k) (double-way: C(e_s + avg)); NULL
+                   * for float32 tensors, whose parameters receive it */
 } terse__mtensor_t;
 
 /* stage = float32(e_k + (x_half - params)), x_half recomputed from x_t and e_k. */

@@ -26,7 +26,8 @@ struct terse_model {
     uint8_t *x;       /* x_t, each tensor in its dtype */
     float *ek;        /* e_k (EF, SAEF); float64 tensors' slots unused */
     float *stage;     /* Delta, then Delta - C(Delta): becomes e_k when the step commits */
-    float *u;         /* the exchanges' outputs */
+    float *u;         /* the exchanges' outputs (NULL when every tensor is float32: the
+                       * parameters receive them) */
     float *es;        /* e_s (double-way) */
     float *es_backup; /* e_s before this step's exchanges wrote it */
     double *ek64;     /* e_k of the float64 tensors */
