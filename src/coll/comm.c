@@ -68,8 +68,7 @@ static void plan_placement(terse_comm_h comm)
     if (terse__topo_plan(comm->topo, &treq, &comm->plan) == TERSE_OK) {
         comm->has_plan = 1;
         const terse__allocator_t *a = terse__topo_plan_allocator(comm->topo, &comm->plan);
-        for (int i = 0; i < TERSE_POOL_MAX; i++)
-            comm->pool[i].allocator = a;
+        terse__scratch_pool_set_allocator(comm, a);
         char line[512];
         terse__topo_plan_string(&comm->plan, line, sizeof(line));
         terse_log_info("rank %d placement: %s", comm->rank, line);
@@ -86,58 +85,10 @@ static void release_placement(terse_comm_h comm)
     comm->topo = NULL;
 }
 
-static void post_abort_recv(terse_comm_h comm)
-{
-    terse__tp_recv(&comm->tp, -1, TERSE_TAG_CLASS_ABORT << 62, 3ull << 62, &comm->abort_buf,
-                   sizeof(comm->abort_buf), &comm->abort_recv);
-}
-
-static void poll_aborts(terse_comm_h comm)
-{
-    while (comm->abort_recv.state == TERSE_TP_OP_DONE) {
-        if (comm->abort_recv.ucs != UCS_OK)
-            return; /* cancelled at teardown */
-        comm->abort_buf.msg[sizeof(comm->abort_buf.msg) - 1] = '\0';
-        comm->aborts[comm->naborts % TERSE_ABORT_TABLE] = comm->abort_buf;
-        comm->naborts++;
-        post_abort_recv(comm);
-    }
-}
-
-static void reap(terse_comm_h comm)
-{
-    terse__abort_send_t **pa = &comm->abort_sends;
-    while (*pa) {
-        terse__abort_send_t *a = *pa;
-        if (a->op.state == TERSE_TP_OP_DONE) {
-            *pa = a->next;
-            terse__free(a);
-        } else {
-            pa = &a->next;
-        }
-    }
-    terse_request_h *pz = &comm->zombies;
-    while (*pz) {
-        terse_request_h z = *pz;
-        if (!terse__req_has_pending(z)) {
-            *pz = z->next;
-            terse__req_destroy(z);
-        } else {
-            pz = &z->next;
-        }
-    }
-}
-
 unsigned terse__comm_progress_locked(terse_comm_h comm)
 {
     unsigned n = terse__tp_progress(&comm->tp);
-    poll_aborts(comm);
-    for (terse_request_h r = comm->active, next; r; r = next) {
-        next = r->next; /* advance may unlink r */
-        terse__req_advance(r);
-    }
-    if (comm->abort_sends || comm->zombies)
-        reap(comm);
+    terse__abort_progress(comm);
     return n;
 }
 
@@ -149,7 +100,7 @@ static void *progress_main(void *arg)
         terse_log_warn("rank %d: progress thread left unbound", comm->rank);
     pthread_mutex_lock(&comm->lock);
     while (!comm->stopping) {
-        if (comm->nactive == 0 && !comm->zombies && !comm->abort_sends) {
+        if (terse__abort_idle(comm)) {
             pthread_cond_wait(&comm->cond, &comm->lock);
             continue;
         }
@@ -242,7 +193,7 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
         goto err_tp;
     }
     terse__bootstrap_close(&bs);
-    post_abort_recv(comm);
+    terse__abort_init(comm);
 
     int want_thread = (mask & TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD) ? params->progress_thread
                                                                        : cfg->progress_thread;
@@ -283,33 +234,10 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
         pthread_join(comm->progress_thread, NULL);
     }
     pthread_mutex_lock(&comm->lock);
-    /* Let abort notices and last sends leave before endpoints close. */
-    double until = terse__now() + 1.0;
-    while ((comm->abort_sends) && terse__now() < until)
-        terse__comm_progress_locked(comm);
-    while (comm->active) {
-        terse_request_h r = comm->active;
-        terse__req_fail_quiet(r, TERSE_ERR_BUSY, "communicator destroyed with the call in flight");
-        terse__req_advance(r);
-        if (comm->active == r) /* not unlinked: should not happen */
-            break;
-    }
-    terse__tp_cancel(&comm->tp, &comm->abort_recv);
-    terse__tp_progress(&comm->tp);
-    for (int i = 0; i < TERSE_POOL_MAX; i++)
-        terse__buf_release(&comm->pool[i]);
+    terse__abort_shutdown(comm);
+    terse__scratch_pool_fini(comm);
     terse__tp_fini(&comm->tp);
-    reap(comm);
-    while (comm->abort_sends) {
-        terse__abort_send_t *a = comm->abort_sends;
-        comm->abort_sends = a->next;
-        terse__free(a);
-    }
-    while (comm->zombies) {
-        terse_request_h z = comm->zombies;
-        comm->zombies = z->next;
-        terse__req_destroy(z);
-    }
+    terse__abort_fini(comm);
     pthread_mutex_unlock(&comm->lock);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
@@ -381,13 +309,10 @@ void terse_request_free(terse_request_h req)
         terse__req_fail(req, TERSE_ERR_BUSY, "request freed while in flight");
         terse__req_advance(req);
     }
-    if (terse__req_has_pending(req)) {
-        /* UCX still writes into this request: free it once its transfers finish. */
-        req->next = comm->zombies;
-        comm->zombies = req;
-    } else {
+    if (terse__req_has_pending(req))
+        terse__abort_defer_free(req); /* UCX still writes into it */
+    else
         terse__req_destroy(req);
-    }
     pthread_mutex_unlock(&comm->lock);
 }
 
