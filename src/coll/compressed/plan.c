@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+enum { TERSE_CPLAN_MAX_CHUNKS = 64 };
+
 static size_t block_size_of(const terse_compressor_t *c, size_t n)
 {
     size_t bs = (c->field_mask & TERSE_COMPRESSOR_FIELD_BLOCK_SIZE) ? c->block_size : 0;
@@ -68,12 +70,12 @@ static size_t seg_cap_bytes(const terse__cplan_t *p, size_t s)
     return 8 + terse__compress_blocks_max_bytes(&p->c, p->t[g->tensor].count, g->first, g->count);
 }
 
-/* The allgather's pipeline: chunks of whole segments of about seg_cap elements each, few
- * enough that a round's transfers ((K-1) per chunk each way) stay within the engine's limit. */
+/* The allgather's pipeline: chunks of whole segments of about seg_cap elements each, at most
+ * TERSE_CPLAN_MAX_CHUNKS (each chunk is a step of the round's tags, and more pieces than this
+ * only add messages). A lone participant sends nothing, so it keeps one chunk. */
 static terse_status_t plan_chunks(terse__cplan_t *p)
 {
-    size_t limit = p->K > 1 ? 480 / (size_t)(p->K - 1) : 1;
-    limit = limit < 1 ? 1 : limit > 64 ? 64 : limit;
+    size_t limit = p->K > 1 ? TERSE_CPLAN_MAX_CHUNKS : 1;
     size_t target = p->N;
     if (p->seg_cap && limit > 1) {
         size_t even = (p->N + limit - 2) / (limit - 1);
