@@ -114,18 +114,77 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
+/* The communicator's own fields, before anything talks to a peer. */
+static terse_comm_h comm_alloc(const terse_comm_params_t *params, const terse__bootstrap_t *bs,
+                               double timeout)
+{
+    uint64_t mask = params ? params->field_mask : 0;
+    const terse__config_t *cfg = terse__config();
+    terse_comm_h comm = terse__calloc(1, sizeof(*comm), "communicator");
+    if (!comm)
+        return NULL;
+    comm->rank = bs->rank;
+    comm->size = bs->size;
+    comm->timeout = timeout;
+    comm->eager_hdr_bytes = cfg->eager_hdr_bytes;
+    if ((mask & TERSE_COMM_PARAM_FIELD_HOST_ID) && params->host_id)
+        snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
+    else if (cfg->host_id[0])
+        snprintf(comm->host_id, sizeof(comm->host_id), "%s", cfg->host_id);
+    else if (terse__topo_host_id(comm->host_id, sizeof(comm->host_id)) != TERSE_OK)
+        snprintf(comm->host_id, sizeof(comm->host_id), "unknown-host");
+    pthread_mutex_init(&comm->lock, NULL);
+    pthread_cond_init(&comm->cond, NULL);
+    return comm;
+}
+
+/* Hosts, placement and the transport, up to the barrier after which every endpoint exists.
+ * On failure what it made is released again, but for the host grouping and placement (the
+ * caller's error path releases those). */
+static terse_status_t comm_connect(terse_comm_h comm, terse__bootstrap_t *bs)
+{
+    char err[256] = "";
+    terse_status_t st = group_hosts(comm, bs);
+    if (st != TERSE_OK) {
+        terse_log_error("grouping ranks by host: %s", bs->err);
+        return st;
+    }
+    int *same_host = terse__calloc((size_t)comm->size, sizeof(int), "host flags");
+    if (!same_host)
+        return TERSE_ERR_NO_MEMORY;
+    for (int i = 0; i < comm->size; i++)
+        same_host[i] = comm->host_of[i] == comm->cross_rank;
+    plan_placement(comm);
+    st = terse__tp_init(&comm->tp, bs, same_host,
+                        comm->has_plan ? comm->plan.ucx_net_devices : NULL, err, sizeof(err));
+    terse__free(same_host);
+    if (st != TERSE_OK) {
+        terse_log_error("rank %d: transport setup failed: %s", bs->rank, err);
+        return st;
+    }
+    comm->tp.slab_allocator = comm->has_plan ? &comm->plan.allocator : NULL;
+    /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
+     * barrier that guarantees it. */
+    int dummy = 0, *all = terse__calloc((size_t)bs->size, sizeof(int), "setup barrier");
+    st = all ? terse__bootstrap_allgather(bs, &dummy, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
+    terse__free(all);
+    if (st != TERSE_OK) {
+        terse_log_error("setup barrier: %s", bs->err);
+        terse__tp_fini(&comm->tp);
+    }
+    return st;
+}
+
 terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h *comm_p)
 {
     terse__bootstrap_t bs;
     terse_status_t st;
-    char err[256] = "";
-    const terse__config_t *cfg;
     uint64_t mask = params ? params->field_mask : 0;
 
     if (!comm_p)
         return TERSE_ERR_INVALID_ARG;
     terse__config_reload();
-    cfg = terse__config();
+    const terse__config_t *cfg = terse__config();
     double timeout = (mask & TERSE_COMM_PARAM_FIELD_TIMEOUT) ? params->timeout : cfg->timeout;
     if (timeout <= 0) {
         terse_log_error("invalid timeout %g", timeout);
@@ -144,54 +203,14 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
         st = TERSE_ERR_NOT_SUPPORTED;
         goto err_bootstrap;
     }
-    terse_comm_h comm = terse__calloc(1, sizeof(*comm), "communicator");
+    terse_comm_h comm = comm_alloc(params, &bs, timeout);
     if (!comm) {
         st = TERSE_ERR_NO_MEMORY;
         goto err_bootstrap;
     }
-    comm->rank = bs.rank;
-    comm->size = bs.size;
-    comm->timeout = timeout;
-    comm->eager_hdr_bytes = cfg->eager_hdr_bytes;
-    if ((mask & TERSE_COMM_PARAM_FIELD_HOST_ID) && params->host_id)
-        snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
-    else if (cfg->host_id[0])
-        snprintf(comm->host_id, sizeof(comm->host_id), "%s", cfg->host_id);
-    else if (terse__topo_host_id(comm->host_id, sizeof(comm->host_id)) != TERSE_OK)
-        snprintf(comm->host_id, sizeof(comm->host_id), "unknown-host");
-    pthread_mutex_init(&comm->lock, NULL);
-    pthread_cond_init(&comm->cond, NULL);
-
-    st = group_hosts(comm, &bs);
-    if (st != TERSE_OK) {
-        terse_log_error("grouping ranks by host: %s", bs.err);
+    st = comm_connect(comm, &bs);
+    if (st != TERSE_OK)
         goto err_comm;
-    }
-    int *same_host = terse__calloc((size_t)comm->size, sizeof(int), "host flags");
-    if (!same_host) {
-        st = TERSE_ERR_NO_MEMORY;
-        goto err_comm;
-    }
-    for (int i = 0; i < comm->size; i++)
-        same_host[i] = comm->host_of[i] == comm->cross_rank;
-    plan_placement(comm);
-    st = terse__tp_init(&comm->tp, &bs, same_host,
-                        comm->has_plan ? comm->plan.ucx_net_devices : NULL, err, sizeof(err));
-    terse__free(same_host);
-    if (st != TERSE_OK) {
-        terse_log_error("rank %d: transport setup failed: %s", bs.rank, err);
-        goto err_comm;
-    }
-    comm->tp.slab_allocator = comm->has_plan ? &comm->plan.allocator : NULL;
-    /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
-     * barrier that guarantees it. */
-    int dummy = 0, *all = terse__calloc((size_t)bs.size, sizeof(int), "setup barrier");
-    st = all ? terse__bootstrap_allgather(&bs, &dummy, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
-    terse__free(all);
-    if (st != TERSE_OK) {
-        terse_log_error("setup barrier: %s", bs.err);
-        goto err_tp;
-    }
     terse__bootstrap_close(&bs);
     terse__abort_init(comm);
 
@@ -209,8 +228,6 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
     *comm_p = comm;
     return TERSE_OK;
 
-err_tp:
-    terse__tp_fini(&comm->tp);
 err_comm:
     release_placement(comm);
     terse__hostgroup_release(&comm->hosts);
