@@ -52,7 +52,9 @@ struct terse_request {
     terse__buf_t *scratch; /* from the communicator's pool, while running */
     terse__buf_t *scratch2; /* a second one (terse__req_scratch2), same lifetime */
     void *algo_data;       /* algorithm-owned allocation, freed by algo->cleanup */
-    uint64_t state[16];    /* small algorithm state (counters), zeroed at creation */
+    /* small algorithm state, zeroed at creation: each algorithm keeps its own typed struct
+     * here through one accessor with a _Static_assert that it fits (allreduce_rd.c) */
+    uint64_t state[16];
     uint64_t bytes_sent;
     terse__fault_t fault; /* test-only, see fault.h */
     int user_freed;
