@@ -68,8 +68,7 @@ static void plan_placement(terse_comm_h comm)
     if (terse__topo_plan(comm->topo, &treq, &comm->plan) == TERSE_OK) {
         comm->has_plan = 1;
         const terse__allocator_t *a = terse__topo_plan_allocator(comm->topo, &comm->plan);
-        for (int i = 0; i < TERSE_POOL_MAX; i++)
-            comm->pool[i].allocator = a;
+        terse__scratch_pool_set_allocator(comm, a);
         char line[512];
         terse__topo_plan_string(&comm->plan, line, sizeof(line));
         terse_log_info("rank %d placement: %s", comm->rank, line);
@@ -86,58 +85,10 @@ static void release_placement(terse_comm_h comm)
     comm->topo = NULL;
 }
 
-static void post_abort_recv(terse_comm_h comm)
-{
-    terse__tp_recv(&comm->tp, -1, TERSE_TAG_CLASS_ABORT << 62, 3ull << 62, &comm->abort_buf,
-                   sizeof(comm->abort_buf), &comm->abort_recv);
-}
-
-static void poll_aborts(terse_comm_h comm)
-{
-    while (comm->abort_recv.state == TERSE_TP_OP_DONE) {
-        if (comm->abort_recv.ucs != UCS_OK)
-            return; /* cancelled at teardown */
-        comm->abort_buf.msg[sizeof(comm->abort_buf.msg) - 1] = '\0';
-        comm->aborts[comm->naborts % TERSE_ABORT_TABLE] = comm->abort_buf;
-        comm->naborts++;
-        post_abort_recv(comm);
-    }
-}
-
-static void reap(terse_comm_h comm)
-{
-    terse__abort_send_t **pa = &comm->abort_sends;
-    while (*pa) {
-        terse__abort_send_t *a = *pa;
-        if (a->op.state == TERSE_TP_OP_DONE) {
-            *pa = a->next;
-            terse__free(a);
-        } else {
-            pa = &a->next;
-        }
-    }
-    terse_request_h *pz = &comm->zombies;
-    while (*pz) {
-        terse_request_h z = *pz;
-        if (!terse__req_has_pending(z)) {
-            *pz = z->next;
-            terse__req_destroy(z);
-        } else {
-            pz = &z->next;
-        }
-    }
-}
-
 unsigned terse__comm_progress_locked(terse_comm_h comm)
 {
     unsigned n = terse__tp_progress(&comm->tp);
-    poll_aborts(comm);
-    for (terse_request_h r = comm->active, next; r; r = next) {
-        next = r->next; /* advance may unlink r */
-        terse__req_advance(r);
-    }
-    if (comm->abort_sends || comm->zombies)
-        reap(comm);
+    terse__abort_progress(comm);
     return n;
 }
 
@@ -149,7 +100,7 @@ static void *progress_main(void *arg)
         terse_log_warn("rank %d: progress thread left unbound", comm->rank);
     pthread_mutex_lock(&comm->lock);
     while (!comm->stopping) {
-        if (comm->nactive == 0 && !comm->zombies && !comm->abort_sends) {
+        if (terse__abort_idle(comm)) {
             pthread_cond_wait(&comm->cond, &comm->lock);
             continue;
         }
@@ -163,18 +114,77 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
+/* The communicator's own fields, before anything talks to a peer. */
+static terse_comm_h comm_alloc(const terse_comm_params_t *params, const terse__bootstrap_t *bs,
+                               double timeout)
+{
+    uint64_t mask = params ? params->field_mask : 0;
+    const terse__config_t *cfg = terse__config();
+    terse_comm_h comm = terse__calloc(1, sizeof(*comm), "communicator");
+    if (!comm)
+        return NULL;
+    comm->rank = bs->rank;
+    comm->size = bs->size;
+    comm->timeout = timeout;
+    comm->eager_hdr_bytes = cfg->eager_hdr_bytes;
+    if ((mask & TERSE_COMM_PARAM_FIELD_HOST_ID) && params->host_id)
+        snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
+    else if (cfg->host_id[0])
+        snprintf(comm->host_id, sizeof(comm->host_id), "%s", cfg->host_id);
+    else if (terse__topo_host_id(comm->host_id, sizeof(comm->host_id)) != TERSE_OK)
+        snprintf(comm->host_id, sizeof(comm->host_id), "unknown-host");
+    pthread_mutex_init(&comm->lock, NULL);
+    pthread_cond_init(&comm->cond, NULL);
+    return comm;
+}
+
+/* Hosts, placement and the transport, up to the barrier after which every endpoint exists.
+ * On failure what it made is released again, but for the host grouping and placement (the
+ * caller's error path releases those). */
+static terse_status_t comm_connect(terse_comm_h comm, terse__bootstrap_t *bs)
+{
+    char err[256] = "";
+    terse_status_t st = group_hosts(comm, bs);
+    if (st != TERSE_OK) {
+        terse_log_error("grouping ranks by host: %s", bs->err);
+        return st;
+    }
+    int *same_host = terse__calloc((size_t)comm->size, sizeof(int), "host flags");
+    if (!same_host)
+        return TERSE_ERR_NO_MEMORY;
+    for (int i = 0; i < comm->size; i++)
+        same_host[i] = comm->host_of[i] == comm->cross_rank;
+    plan_placement(comm);
+    st = terse__tp_init(&comm->tp, bs, same_host,
+                        comm->has_plan ? comm->plan.ucx_net_devices : NULL, err, sizeof(err));
+    terse__free(same_host);
+    if (st != TERSE_OK) {
+        terse_log_error("rank %d: transport setup failed: %s", bs->rank, err);
+        return st;
+    }
+    comm->tp.slab_allocator = comm->has_plan ? &comm->plan.allocator : NULL;
+    /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
+     * barrier that guarantees it. */
+    int dummy = 0, *all = terse__calloc((size_t)bs->size, sizeof(int), "setup barrier");
+    st = all ? terse__bootstrap_allgather(bs, &dummy, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
+    terse__free(all);
+    if (st != TERSE_OK) {
+        terse_log_error("setup barrier: %s", bs->err);
+        terse__tp_fini(&comm->tp);
+    }
+    return st;
+}
+
 terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h *comm_p)
 {
     terse__bootstrap_t bs;
     terse_status_t st;
-    char err[256] = "";
-    const terse__config_t *cfg;
     uint64_t mask = params ? params->field_mask : 0;
 
     if (!comm_p)
         return TERSE_ERR_INVALID_ARG;
     terse__config_reload();
-    cfg = terse__config();
+    const terse__config_t *cfg = terse__config();
     double timeout = (mask & TERSE_COMM_PARAM_FIELD_TIMEOUT) ? params->timeout : cfg->timeout;
     if (timeout <= 0) {
         terse_log_error("invalid timeout %g", timeout);
@@ -193,56 +203,16 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
         st = TERSE_ERR_NOT_SUPPORTED;
         goto err_bootstrap;
     }
-    terse_comm_h comm = terse__calloc(1, sizeof(*comm), "communicator");
+    terse_comm_h comm = comm_alloc(params, &bs, timeout);
     if (!comm) {
         st = TERSE_ERR_NO_MEMORY;
         goto err_bootstrap;
     }
-    comm->rank = bs.rank;
-    comm->size = bs.size;
-    comm->timeout = timeout;
-    comm->eager_hdr_bytes = cfg->eager_hdr_bytes;
-    if ((mask & TERSE_COMM_PARAM_FIELD_HOST_ID) && params->host_id)
-        snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
-    else if (cfg->host_id[0])
-        snprintf(comm->host_id, sizeof(comm->host_id), "%s", cfg->host_id);
-    else if (terse__topo_host_id(comm->host_id, sizeof(comm->host_id)) != TERSE_OK)
-        snprintf(comm->host_id, sizeof(comm->host_id), "unknown-host");
-    pthread_mutex_init(&comm->lock, NULL);
-    pthread_cond_init(&comm->cond, NULL);
-
-    st = group_hosts(comm, &bs);
-    if (st != TERSE_OK) {
-        terse_log_error("grouping ranks by host: %s", bs.err);
+    st = comm_connect(comm, &bs);
+    if (st != TERSE_OK)
         goto err_comm;
-    }
-    int *same_host = terse__calloc((size_t)comm->size, sizeof(int), "host flags");
-    if (!same_host) {
-        st = TERSE_ERR_NO_MEMORY;
-        goto err_comm;
-    }
-    for (int i = 0; i < comm->size; i++)
-        same_host[i] = comm->host_of[i] == comm->cross_rank;
-    plan_placement(comm);
-    st = terse__tp_init(&comm->tp, &bs, same_host,
-                        comm->has_plan ? comm->plan.ucx_net_devices : NULL, err, sizeof(err));
-    terse__free(same_host);
-    if (st != TERSE_OK) {
-        terse_log_error("rank %d: transport setup failed: %s", bs.rank, err);
-        goto err_comm;
-    }
-    comm->tp.slab_allocator = comm->has_plan ? &comm->plan.allocator : NULL;
-    /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
-     * barrier that guarantees it. */
-    int dummy = 0, *all = terse__calloc((size_t)bs.size, sizeof(int), "setup barrier");
-    st = all ? terse__bootstrap_allgather(&bs, &dummy, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
-    terse__free(all);
-    if (st != TERSE_OK) {
-        terse_log_error("setup barrier: %s", bs.err);
-        goto err_tp;
-    }
     terse__bootstrap_close(&bs);
-    post_abort_recv(comm);
+    terse__abort_init(comm);
 
     int want_thread = (mask & TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD) ? params->progress_thread
                                                                        : cfg->progress_thread;
@@ -258,8 +228,6 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
     *comm_p = comm;
     return TERSE_OK;
 
-err_tp:
-    terse__tp_fini(&comm->tp);
 err_comm:
     release_placement(comm);
     terse__hostgroup_release(&comm->hosts);
@@ -283,33 +251,10 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
         pthread_join(comm->progress_thread, NULL);
     }
     pthread_mutex_lock(&comm->lock);
-    /* Let abort notices and last sends leave before endpoints close. */
-    double until = terse__now() + 1.0;
-    while ((comm->abort_sends) && terse__now() < until)
-        terse__comm_progress_locked(comm);
-    while (comm->active) {
-        terse_request_h r = comm->active;
-        terse__req_fail_quiet(r, TERSE_ERR_BUSY, "communicator destroyed with the call in flight");
-        terse__req_advance(r);
-        if (comm->active == r) /* not unlinked: should not happen */
-            break;
-    }
-    terse__tp_cancel(&comm->tp, &comm->abort_recv);
-    terse__tp_progress(&comm->tp);
-    for (int i = 0; i < TERSE_POOL_MAX; i++)
-        terse__buf_release(&comm->pool[i]);
+    terse__abort_shutdown(comm);
+    terse__scratch_pool_fini(comm);
     terse__tp_fini(&comm->tp);
-    reap(comm);
-    while (comm->abort_sends) {
-        terse__abort_send_t *a = comm->abort_sends;
-        comm->abort_sends = a->next;
-        terse__free(a);
-    }
-    while (comm->zombies) {
-        terse_request_h z = comm->zombies;
-        comm->zombies = z->next;
-        terse__req_destroy(z);
-    }
+    terse__abort_fini(comm);
     pthread_mutex_unlock(&comm->lock);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
@@ -381,13 +326,10 @@ void terse_request_free(terse_request_h req)
         terse__req_fail(req, TERSE_ERR_BUSY, "request freed while in flight");
         terse__req_advance(req);
     }
-    if (terse__req_has_pending(req)) {
-        /* UCX still writes into this request: free it once its transfers finish. */
-        req->next = comm->zombies;
-        comm->zombies = req;
-    } else {
+    if (terse__req_has_pending(req))
+        terse__abort_defer_free(req); /* UCX still writes into it */
+    else
         terse__req_destroy(req);
-    }
     pthread_mutex_unlock(&comm->lock);
 }
 

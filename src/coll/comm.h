@@ -19,94 +19,16 @@
 #include "topo/topo.h"
 #include "transport/ucx.h"
 
+#include "abort.h"
+#include "fault.h"
+#include "scratch.h"
+#include "wire.h"
+#include "xfer.h"
+
 #include <pthread.h>
 #include <stdint.h>
 
-#define TERSE_MSG_MAGIC   0x45535254u /* "TRSE" */
-#define TERSE_MSG_VERSION 2
-
-typedef enum terse__coll_kind {
-    TERSE_COLL_ALLREDUCE = 1,
-    TERSE_COLL_ALLGATHER = 2,
-    TERSE_COLL_ALLGATHERV = 3,
-    TERSE_COLL_BCAST = 4,
-    TERSE_COLL_ALLTOALL = 5,
-    TERSE_COLL_ALLTOALLV = 6,
-    TERSE_COLL_BARRIER = 7,
-    TERSE_COLL_COMPRESSED = 8,
-    TERSE_COLL_INTERNAL = 9, /* setup exchanges the library runs by itself */
-    TERSE_COLL_REDUCE_SCATTER = 10,
-    TERSE_COLL_REDUCE_SCATTER_V = 11,
-    TERSE_COLL_REDUCE = 12,
-} terse__coll_kind_t;
-
-/* The sender's TERSE_CHECKSUM, in every header. Any two codes differ in two bits, so a flipped
- * bit gives an invalid code (a corrupt header), never another mode. */
-typedef enum terse__sum_mode {
-    TERSE_SUM_MODE_NONE = 1,       /* no payload checksums */
-    TERSE_SUM_MODE_COMPRESSED = 2, /* TERSE_COLL_COMPRESSED and TERSE_COLL_INTERNAL */
-    TERSE_SUM_MODE_ALL = 4,        /* every collective */
-} terse__sum_mode_t;
-
-/* On the wire in front of every payload; 64 bytes, little-endian hosts only. */
-typedef struct terse__msg_hdr {
-    uint32_t magic;
-    uint8_t version;
-    uint8_t coll;
-    uint8_t dtype;
-    uint8_t op;
-    uint32_t seq;
-    int32_t root;
-    uint64_t count;
-    uint64_t aux;      /* digest of per-rank arrays, compressor settings, ... */
-    uint64_t len;      /* payload bytes of this message */
-    uint64_t sum;      /* terse__checksum of the payload when sum_mode covers coll, else 0 */
-    uint16_t algo;
-    uint16_t step;
-    uint32_t sender;
-    uint8_t sum_mode;  /* terse__sum_mode_t: the sender's TERSE_CHECKSUM */
-    uint8_t reserved[7]; /* zero */
-} terse__msg_hdr_t;
-_Static_assert(sizeof(terse__msg_hdr_t) == 64, "the header has no hidden padding");
-
-/* Tag: class (2 bits) | seq (32) | sender (20) | step (10). A message is either one INLINE
- * message (header + payload, payloads up to eager_hdr_bytes) or a HDR message followed by a
- * DATA message (the payload alone, zero-copy rendezvous when large). HDR and INLINE differ in
- * the top bit only, so a receiver of unknown length matches both with one receive. */
-#define TERSE_TAG_CLASS_DATA   0ull
-#define TERSE_TAG_CLASS_HDR    1ull
-#define TERSE_TAG_CLASS_ABORT  2ull
-#define TERSE_TAG_CLASS_INLINE 3ull
-#define TERSE_MAX_RANKS        (1 << 20)
-/* Step of the confirmation round (terse__req_confirm); algorithms use lower steps. */
-#define TERSE_STEP_CONFIRM     0x3ff
-
-typedef struct terse__xfer {
-    terse__tp_op_t op;     /* the payload (or header+payload when not split) */
-    terse__tp_op_t hdr_op; /* the header, when it travels on its own */
-    terse__msg_hdr_t hdr;
-    void *buf;
-    size_t len; /* receives: capacity; sends: length */
-    int split;
-    int is_recv;
-    int var_len; /* receive: any length up to len (split is known once the header arrived) */
-    int hdr_checked; /* split receive: header already validated */
-    int payload_checked; /* receive: lengths and payload checksum validated (once) */
-    int any_step; /* receive: match this peer's message of any step (see bcast acks) */
-    int peer;
-    uint16_t step;
-} terse__xfer_t;
-
 typedef struct terse__algo terse__algo_t;
-
-/* Test-only fault injection (TERSE_FAULT_INJECT), armed on the one request it names. */
-typedef enum { TERSE_FAULT_NONE, TERSE_FAULT_CORRUPT, TERSE_FAULT_TRUNCATE, TERSE_FAULT_KILL } terse__fault_kind_t;
-typedef struct terse__fault {
-    terse__fault_kind_t kind;
-    int step, peer; /* -1: any */
-    size_t at, len; /* corrupt: payload bytes [at, at + len) go out as 0xff; truncate: len cut */
-    void *copies;   /* garbled payload copies, a list freed with the request */
-} terse__fault_t;
 
 struct terse_request {
     terse_comm_h comm;
@@ -124,16 +46,17 @@ struct terse_request {
     terse_op_t op;
     int root;
     size_t *counts, *displs, *rcounts, *rdispls; /* owned copies (v-collectives) */
-    /* transfers of the current round */
-    terse__xfer_t *x;
+    /* transfers of the current round: terse__xfer_at(&req->xfers, i) for i < nx */
+    terse__xfer_list_t xfers;
     int nx;
-    int capx;
     terse__buf_t *scratch; /* from the communicator's pool, while running */
     terse__buf_t *scratch2; /* a second one (terse__req_scratch2), same lifetime */
     void *algo_data;       /* algorithm-owned allocation, freed by algo->cleanup */
-    uint64_t state[16];    /* small algorithm state (counters), zeroed at creation */
+    /* small algorithm state, zeroed at creation: each algorithm keeps its own typed struct
+     * here through one accessor with a _Static_assert that it fits (allreduce_rd.c) */
+    uint64_t state[16];
     uint64_t bytes_sent;
-    terse__fault_t fault;
+    terse__fault_t fault; /* test-only, see fault.h */
     int user_freed;
     int done;
     struct terse_request *next, *prev;
@@ -149,22 +72,6 @@ struct terse__algo {
     void (*cleanup)(terse_request_h req); /* may be NULL */
 };
 
-typedef struct terse__abort_rec {
-    uint32_t seq;
-    int32_t status;
-    int32_t origin;
-    char msg[200];
-} terse__abort_rec_t;
-
-typedef struct terse__abort_send {
-    terse__tp_op_t op;
-    terse__abort_rec_t rec;
-    struct terse__abort_send *next;
-} terse__abort_send_t;
-
-#define TERSE_ABORT_TABLE 64
-#define TERSE_POOL_MAX    64
-
 struct terse_comm {
     terse__tp_t tp;
     int rank, size;
@@ -178,17 +85,8 @@ struct terse_comm {
     pthread_t progress_thread;
     int has_progress_thread;
     volatile int stopping;
-    int broken; /* a peer died: every later call fails fast */
-    struct terse_request *active; /* doubly linked */
-    int nactive;
-    struct terse_request *zombies; /* freed by the user while transfers were in flight */
-    terse__abort_send_t *abort_sends;
-    /* aborts announced by peers, by sequence number */
-    terse__abort_rec_t aborts[TERSE_ABORT_TABLE];
-    int naborts;
-    terse__tp_op_t abort_recv;
-    terse__abort_rec_t abort_buf;
-    terse__buf_t pool[TERSE_POOL_MAX];
+    terse__abort_t abort; /* requests in flight and the failure protocol (abort.c) */
+    terse__buf_t pool[TERSE_POOL_MAX]; /* collective scratch (scratch.c) */
     int pool_used[TERSE_POOL_MAX];
     size_t eager_hdr_bytes;
     char host_id[256];
@@ -198,7 +96,8 @@ struct terse_comm {
     int has_plan;
 };
 
-/* ---- engine (request.c) ---- */
+/* ---- engine: request.c (life of a request), xfer.c (posting), validate.c (headers),
+ * abort.c (failures), scratch.c (pooled scratch), fault.c (test-only fault injection) ---- */
 double terse__now(void);
 terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind, const terse__algo_t *algo,
                                  terse_request_h *req_p);
@@ -214,7 +113,8 @@ void terse__req_recv(terse_request_h req, int peer, uint16_t step, void *buf, si
 /* Receive of unknown length up to @cap: matches a terse__req_send of any length up to @cap,
  * header and payload in one message (short) or split (long), so senders need no padding. */
 void terse__req_recv_var(terse_request_h req, int peer, uint16_t step, void *buf, size_t cap);
-/* Payload bytes received by transfer @xfer_index of the round that just completed. */
+/* Payload bytes received by transfer @xfer_index of the round that just completed. A round's
+ * transfers are numbered in posting order: the one posted next gets index req->nx. */
 size_t terse__req_received_len(terse_request_h req, int xfer_index);
 /* Confirmation round: an empty message to and from every participant (@peers[0..n), this
  * rank skipped; NULL: ranks 0..n-1), posted by an algorithm that validated
@@ -242,7 +142,6 @@ terse_status_t terse__req_fail_quiet(terse_request_h req, terse_status_t st, con
 void *terse__req_scratch(terse_request_h req, size_t size);
 /* A second such buffer, for composite algorithms whose parts each lay out their own. */
 void *terse__req_scratch2(terse_request_h req, size_t size);
-const char *terse__coll_name(int kind);
 int terse__req_has_pending(terse_request_h req);
 void terse__req_destroy(terse_request_h req);
 
@@ -252,8 +151,5 @@ void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)
 unsigned terse__comm_progress_locked(terse_comm_h comm);
 /* Blocking wrapper: wait and free. */
 terse_status_t terse__wait_free(terse_request_h req, terse_status_t post_status);
-
-/* digest of an array, for the header's aux field */
-uint64_t terse__digest(const void *data, size_t len, uint64_t seed);
 
 #endif

@@ -55,13 +55,33 @@ typedef struct terse__cpart {
     size_t len;
 } terse__cpart_t;
 
+/* Hierarchical mode (hier.c): where the host exchange around the leaders' algorithm stands. */
+typedef enum {
+    TERSE_CHIER_START,      /* nothing posted yet */
+    TERSE_CHIER_REDUCE,     /* leader: receiving the host's inputs one local rank at a time */
+    TERSE_CHIER_INNER,      /* leader: the leaders' algorithm runs */
+    TERSE_CHIER_DOWN,       /* the result (and e_h) on its way from the leader to its ranks */
+    TERSE_CHIER_CONFIRMING, /* the confirmation round among every rank is posted */
+} terse__chier_phase_t;
+
+/* The hierarchy wrapper's own state: the leaders' algorithm keeps its own in req->state. */
+typedef struct terse__chier {
+    terse__chier_phase_t phase;
+    int next_local;   /* leader: the local rank whose input comes next */
+    int defer_commit; /* terse__cplan_commit only records its range (hier.c commits later) */
+    size_t commit_lo, commit_hi;
+    float *stage;     /* leader: the host sum and one local input (the request's scratch2) */
+} terse__chier_t;
+
 typedef struct terse__cplan {
     terse_compressor_t c;
     int double_way;
     uint64_t step;
     int K, rank;
     size_t nt;
-    terse_ctensor_t *t;  /* owned copy of the caller's array */
+    terse_ctensor_t *t;  /* owned copy of the caller's array, never rewritten */
+    const float *input;  /* what this rank compresses, in global element space; NULL: each
+                          * tensor's own in (hier.c: the leader's host average) */
     size_t *toff;        /* nt + 1 global element offsets */
     size_t N;            /* total elements */
     terse__cseg_t *seg;
@@ -90,14 +110,14 @@ typedef struct terse__cplan {
     uint8_t *smsg;       /* packed server message of the segments computed here */
     size_t smsg_len;
     uint8_t **rbuf;      /* K receive buffers */
+    int *recv_at;        /* transfer index of each posted receive: [c * K + q] for chunk c from
+                          * participant q (allgather), [q] (owner schedules, per round) */
     float *acc, *out, *werr, *serr, *cdense;
     /* Hierarchical mode (hier.c): the algorithms run among one leader per host. K and rank
      * are then the host count and this host's index, and peer[] maps them to comm ranks. */
     const int *peer;     /* K comm ranks, or NULL (identity) */
-    const terse__algo_t *inner; /* the algorithm the leaders run */
-    int defer_commit;    /* terse__cplan_commit only records its range (hier.c commits later) */
-    size_t commit_lo, commit_hi;
-    float *hstage;       /* hier.c's staging (the request's second scratch) */
+    const terse__algo_t *algo; /* the flat algorithm chosen (the leaders' one in hier mode) */
+    terse__chier_t hier;
 } terse__cplan_t;
 
 static inline terse__cplan_t *terse__cplan(terse_request_h req)
@@ -105,11 +125,19 @@ static inline terse__cplan_t *terse__cplan(terse_request_h req)
     return (terse__cplan_t *)req->algo_data;
 }
 
-/* Builds req->algo_data from validated params (owner split of blocks by elements) among
- * @K participants of which this rank is @rank (comm size and rank, or hosts in hier mode). */
-terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params,
-                                   int K, int rank);
+/* Builds the plan of validated params (owner split of blocks by elements) among @K
+ * participants of which this rank is @rank (comm size and rank, or hosts in hier mode). The
+ * request that runs it owns it (req->algo_data) and frees it in terse__cplan_cleanup. */
+terse_status_t terse__cplan_create(const terse_callreduce_params_t *params, int K, int rank,
+                                   terse__cplan_t **plan_p);
+void terse__cplan_free(terse__cplan_t *p);
 void terse__cplan_cleanup(terse_request_h req);
+
+/* What tensor @j's compression reads. */
+static inline const float *terse__cplan_in(const terse__cplan_t *p, size_t j)
+{
+    return p->input ? p->input + p->toff[j] : p->t[j].in;
+}
 
 /* Flags of terse__cplan_layout. */
 enum {
@@ -174,12 +202,16 @@ static inline void terse__cplan_add_srv(terse__cplan_t *p, const uint8_t *buf, s
  * [serr_lo, serr_hi) computed here). */
 terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
 
-/* The end of every algorithm: once this rank validated all it received, confirm with every
- * participant (terse__req_confirm), and commit when the confirmations arrived, so nobody
- * writes outputs while another rank fails. Returns what the progress function returns; call
- * it again on the next progress: req->state[0] == @confirmed says the round was posted. */
-terse_status_t terse__cplan_confirm_commit(terse_request_h req, uint64_t confirmed, size_t serr_lo,
-                                           size_t serr_hi);
+/* The end of every algorithm: once this rank validated all it received, it confirms with
+ * every participant (terse__req_confirm), and commits (terse__cplan_commit) when the
+ * confirmations arrived, so nobody writes outputs while another rank fails. TERSE_OK: no
+ * participant to wait for, commit now; TERSE_INPROGRESS: the round is posted, commit on the
+ * next call; an error otherwise. */
+static inline terse_status_t terse__cplan_confirm(terse_request_h req)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    return terse__req_confirm(req, p->peer, p->K);
+}
 
 /* Comm rank of participant @q. */
 static inline int terse__cplan_peer(const terse__cplan_t *p, int q)
@@ -187,23 +219,28 @@ static inline int terse__cplan_peer(const terse__cplan_t *p, int q)
     return p->peer ? p->peer[q] : q;
 }
 
-/* The engine's transfers, addressed by participant. */
+/* The engine's transfers, addressed by participant. Receives return the index the transfer
+ * has in its round (for terse__req_received_len). */
 static inline void terse__cplan_send(terse_request_h req, int q, uint16_t step, const void *buf,
                                      size_t len)
 {
     terse__req_send(req, terse__cplan_peer(terse__cplan(req), q), step, buf, len);
 }
 
-static inline void terse__cplan_recv(terse_request_h req, int q, uint16_t step, void *buf,
-                                     size_t len)
+static inline int terse__cplan_recv(terse_request_h req, int q, uint16_t step, void *buf,
+                                    size_t len)
 {
+    int at = req->nx;
     terse__req_recv(req, terse__cplan_peer(terse__cplan(req), q), step, buf, len);
+    return at;
 }
 
-static inline void terse__cplan_recv_var(terse_request_h req, int q, uint16_t step, void *buf,
-                                         size_t cap)
+static inline int terse__cplan_recv_var(terse_request_h req, int q, uint16_t step, void *buf,
+                                        size_t cap)
 {
+    int at = req->nx;
     terse__req_recv_var(req, terse__cplan_peer(terse__cplan(req), q), step, buf, cap);
+    return at;
 }
 
 /* Byte range of segments [lo, hi) in wmsg (compressed one after the other). */
@@ -213,9 +250,5 @@ static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t 
     *len_p = hi > lo ? p->wseg_end[hi - 1] - p->wseg_off[lo] : 0;
     return p->wmsg + (hi > lo ? p->wseg_off[lo] : 0);
 }
-
-/* Shared progress of the allgather family and of the owner family (one file each uses them). */
-terse_status_t terse__cmp_allgather_progress(terse_request_h req);
-terse_status_t terse__cmp_owner_progress(terse_request_h req);
 
 #endif

@@ -70,7 +70,7 @@ static uint64_t signature_digest(const terse__cplan_t *p)
 {
     char spec[256] = "";
     /* seg_cap: TERSE_PIPELINE_BYTES decides how the message splits into segments */
-    uint64_t h, v[5] = {(uint64_t)p->double_way, p->step, p->inner ? p->inner->id : 0,
+    uint64_t h, v[5] = {(uint64_t)p->double_way, p->step, p->algo ? p->algo->id : 0,
                         p->peer ? (uint64_t)p->any_werr : 0, p->seg_cap};
     terse_compressor_format(&p->c, spec, sizeof(spec));
     h = terse__digest(spec, strlen(spec), 0x7e55e);
@@ -108,6 +108,30 @@ static terse_status_t check_params(terse_comm_h comm, const terse_callreduce_par
     return TERSE_OK;
 }
 
+/* The plan among every rank, or in hierarchical mode among one leader per host (host h is the
+ * leaders' participant h). */
+static terse_status_t make_plan(terse_comm_h comm, const terse_callreduce_params_t *params,
+                                int hier, terse__cplan_t **plan_p)
+{
+    terse__cplan_t *p = NULL;
+    terse_status_t st = hier ? terse__cplan_create(params, comm->cross_size, comm->cross_rank, &p)
+                             : terse__cplan_create(params, comm->size, comm->rank, &p);
+    if (st != TERSE_OK || !hier) {
+        *plan_p = p;
+        return st;
+    }
+    int *leaders = terse__malloc((size_t)comm->cross_size * sizeof(int), "host leaders");
+    if (!leaders) {
+        terse__cplan_free(p);
+        return TERSE_ERR_NO_MEMORY;
+    }
+    for (int h = 0; h < comm->cross_size; h++)
+        leaders[h] = comm->hosts.order[comm->hosts.host_first[h]];
+    p->peer = leaders;
+    *plan_p = p;
+    return TERSE_OK;
+}
+
 terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params,
                                            terse_request_h *req_p)
 {
@@ -121,32 +145,21 @@ terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callre
     if (st != TERSE_OK)
         return st;
     pthread_mutex_lock(&comm->lock);
-    /* The algorithm is chosen from the plan, so the request starts with a placeholder. */
+    terse__cplan_t *p = NULL;
     int hier = use_hierarchy(comm);
-    st = terse__req_create(comm, TERSE_COLL_COMPRESSED, &terse__cmp_sparse_allgather_algo, &req);
-    if (st == TERSE_OK)
-        st = hier ? terse__cplan_create(req, params, comm->cross_size, comm->cross_rank)
-                  : terse__cplan_create(req, params, comm->size, comm->rank);
-    if (st == TERSE_OK && hier) {
-        /* the leaders' algorithm addresses host h as its participant h */
-        int *leaders = terse__malloc((size_t)comm->cross_size * sizeof(int), "host leaders");
-        for (int h = 0; leaders && h < comm->cross_size; h++)
-            leaders[h] = comm->hosts.order[comm->hosts.host_first[h]];
-        terse__cplan(req)->peer = leaders;
-        st = leaders ? TERSE_OK : TERSE_ERR_NO_MEMORY;
+    st = make_plan(comm, params, hier, &p);
+    if (st == TERSE_OK) {
+        /* the plan decides the algorithm, so the request is made for it */
+        p->algo = select_algo(comm, p);
+        st = terse__req_create(comm, TERSE_COLL_COMPRESSED,
+                               hier ? &terse__cmp_hier_node_algo : p->algo, &req);
     }
     if (st != TERSE_OK) {
-        if (req) {
-            terse__cplan_cleanup(req);
-            terse__req_destroy(req);
-        }
+        terse__cplan_free(p);
         pthread_mutex_unlock(&comm->lock);
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, st, "no memory for the plan");
     }
-    terse__cplan_t *p = terse__cplan(req);
-    p->inner = select_algo(comm, p);
-    req->algo = hier ? &terse__cmp_hier_node_algo : p->inner;
-    req->sig.algo = req->algo->id;
+    req->algo_data = p;
     req->count = p->N;
     req->dtype = TERSE_DTYPE_FLOAT32;
     req->sig.count = p->N;

@@ -9,66 +9,105 @@
 
 #include <string.h>
 
+typedef enum {
+    DENSE_START,      /* nothing posted yet */
+    DENSE_RANGES,     /* alltoall posted: each owner's element range of C(Delta_k) */
+    DENSE_RESULTS,    /* allgather posted: the owners' results */
+    DENSE_CONFIRMING, /* the confirmation round is posted */
+} dense_phase_t;
+
+typedef struct dense_state {
+    dense_phase_t phase;
+} dense_state_t;
+
+static dense_state_t *dense_state(terse_request_h req)
+{
+    _Static_assert(sizeof(dense_state_t) <= sizeof(req->state), "state fits");
+    return (dense_state_t *)req->state;
+}
+
 static size_t own_len(const terse__cplan_t *p, int r)
 {
     return p->own_elem[r + 1] - p->own_elem[r];
 }
 
-static terse_status_t dense_progress(terse_request_h req)
+/* C(Delta_k) decoded densely, then each owner's range to its owner. */
+static terse_status_t post_ranges(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     int K = p->K, me = p->rank;
-    size_t lo = p->own_seg[me], hi = p->own_seg[me + 1], wlen, e0 = p->own_elem[me];
-    const uint8_t *w;
+    size_t wlen;
+    if (terse__cplan_layout(req, own_len(p, me) * sizeof(float), TERSE_CPLAN_DENSE) != TERSE_OK ||
+        terse__cplan_compress(req, 0, p->nseg) != TERSE_OK)
+        return req->status;
+    memset(p->cdense, 0, p->N * sizeof(float));
+    const uint8_t *w = terse__cplan_wpart(p, 0, p->nseg, &wlen);
+    if (terse__cplan_add_packed(req, w, wlen, 0, p->nseg, p->cdense, me, 0) != TERSE_OK)
+        return req->status;
+    for (int q = 0; q < K; q++)
+        if (q != me)
+            terse__cplan_recv(req, q, 0, p->rbuf[q], own_len(p, me) * sizeof(float));
+    for (int q = 0; q < K; q++)
+        if (q != me)
+            terse__cplan_send(req, q, 0, p->cdense + p->own_elem[q], own_len(p, q) * sizeof(float));
+    return TERSE_OK;
+}
 
-    switch (req->state[0]) {
-    case 0:
-        if (terse__cplan_layout(req, own_len(p, me) * sizeof(float), TERSE_CPLAN_DENSE) !=
-                TERSE_OK ||
-            terse__cplan_compress(req, 0, p->nseg) != TERSE_OK)
+/* This rank's range from everyone: add in rank order, serve, send the result to everyone. */
+static terse_status_t serve_and_post_results(terse_request_h req)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    int K = p->K, me = p->rank;
+    size_t e0 = p->own_elem[me], n = own_len(p, me);
+    float *acc = p->acc + e0;
+    memset(acc, 0, n * sizeof(float));
+    for (int q = 0; q < K; q++) {
+        const float *src = q == me ? p->cdense + e0 : (const float *)p->rbuf[q];
+        for (size_t i = 0; i < n; i++)
+            acc[i] += src[i];
+    }
+    if (terse__cplan_serve(req, p->own_seg[me], p->own_seg[me + 1]) != TERSE_OK)
+        return req->status;
+    for (int q = 0; q < K; q++)
+        if (q != me)
+            terse__cplan_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
+    for (int q = 0; q < K; q++)
+        if (q != me)
+            terse__cplan_send(req, q, 1, p->out + e0, n * sizeof(float));
+    return TERSE_OK;
+}
+
+static terse_status_t dense_progress(terse_request_h req)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    dense_state_t *s = dense_state(req);
+    terse_status_t st;
+
+    switch (s->phase) {
+    case DENSE_START:
+        s->phase = DENSE_RANGES;
+        if (post_ranges(req) != TERSE_OK)
             return req->status;
-        memset(p->cdense, 0, p->N * sizeof(float));
-        w = terse__cplan_wpart(p, 0, p->nseg, &wlen);
-        if (terse__cplan_add_packed(req, w, wlen, 0, p->nseg, p->cdense, me, 0) != TERSE_OK)
-            return req->status;
-        req->state[0] = 1;
-        if (K > 1) {
-            for (int q = 0; q < K; q++)
-                if (q != me)
-                    terse__cplan_recv(req, q, 0, p->rbuf[q], own_len(p, me) * sizeof(float));
-            for (int q = 0; q < K; q++)
-                if (q != me)
-                    terse__cplan_send(req, q, 0, p->cdense + p->own_elem[q],
-                                      own_len(p, q) * sizeof(float));
+        if (p->K > 1)
             return TERSE_INPROGRESS;
-        }
         /* fall through */
-    case 1: {
-        float *acc = p->acc + e0;
-        size_t n = own_len(p, me);
-        memset(acc, 0, n * sizeof(float));
-        for (int q = 0; q < K; q++) {
-            const float *src = q == me ? p->cdense + e0 : (const float *)p->rbuf[q];
-            for (size_t i = 0; i < n; i++)
-                acc[i] += src[i];
-        }
-        if (terse__cplan_serve(req, lo, hi) != TERSE_OK)
+    case DENSE_RANGES:
+        s->phase = DENSE_RESULTS;
+        if (serve_and_post_results(req) != TERSE_OK)
             return req->status;
-        req->state[0] = 2;
-        if (K == 1)
-            break;
-        for (int q = 0; q < K; q++)
-            if (q != me)
-                terse__cplan_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
-        for (int q = 0; q < K; q++)
-            if (q != me)
-                terse__cplan_send(req, q, 1, p->out + e0, n * sizeof(float));
-        return TERSE_INPROGRESS;
-    }
+        if (p->K > 1)
+            return TERSE_INPROGRESS;
+        /* fall through */
+    case DENSE_RESULTS:
+        s->phase = DENSE_CONFIRMING;
+        st = terse__cplan_confirm(req);
+        if (st != TERSE_OK)
+            return st;
+        /* fall through */
+    case DENSE_CONFIRMING:
     default:
-        break;
+        return terse__cplan_commit(req, p->own_seg[p->rank], p->own_seg[p->rank + 1]);
     }
-    return terse__cplan_confirm_commit(req, 3, lo, hi);
 }
 
 const terse__algo_t terse__cmp_dense_algo = {

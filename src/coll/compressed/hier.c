@@ -19,8 +19,6 @@
 /* Steps of the intra-host messages, clear of the leaders' algorithm steps. */
 enum { STEP_UP = 1000, STEP_OUT = 1001, STEP_WERR = 1002 };
 
-enum { PH_START = 0, PH_REDUCE = 1, PH_INNER = 2, PH_DOWN = 3, PH_RECEIVED = 4, PH_CONFIRMED = 5 };
-
 /* Staging for the host exchange is the request's second scratch buffer: the first is laid
  * out by the leaders' algorithm, which may grow (move) it. */
 static void gather_inputs(const terse__cplan_t *p, float *dst)
@@ -34,7 +32,7 @@ static void gather_inputs(const terse__cplan_t *p, float *dst)
  * algorithm confirms among the leaders only, and a host's ranks could still fail receiving. */
 static terse_status_t confirm_all(terse_request_h req)
 {
-    req->state[15] = PH_CONFIRMED;
+    terse__cplan(req)->hier.phase = TERSE_CHIER_CONFIRMING;
     return terse__req_confirm(req, NULL, req->comm->size);
 }
 
@@ -44,8 +42,8 @@ static terse_status_t nonleader_progress(terse_request_h req)
     int leader = req->comm->hosts.local_ranks[0];
     size_t N = p->N;
 
-    switch (req->state[15]) {
-    case PH_START: {
+    switch (p->hier.phase) {
+    case TERSE_CHIER_START: {
         /* [0,N) my Delta, [N,2N) out, [2N,3N) e_h */
         float *h = terse__req_scratch2(req, 3 * N * sizeof(float));
         if (!h)
@@ -53,14 +51,14 @@ static terse_status_t nonleader_progress(terse_request_h req)
         gather_inputs(p, h);
         p->out = h + N;
         p->werr = p->any_werr ? h + 2 * N : NULL;
-        req->state[15] = PH_RECEIVED;
+        p->hier.phase = TERSE_CHIER_DOWN;
         terse__req_recv(req, leader, STEP_OUT, p->out, N * sizeof(float));
         if (p->werr)
             terse__req_recv(req, leader, STEP_WERR, p->werr, N * sizeof(float));
         terse__req_send(req, leader, STEP_UP, h, N * sizeof(float));
         return TERSE_INPROGRESS;
     }
-    case PH_RECEIVED:
+    case TERSE_CHIER_DOWN:
         if (confirm_all(req) != TERSE_OK)
             return req->status;
         /* fall through */
@@ -69,69 +67,80 @@ static terse_status_t nonleader_progress(terse_request_h req)
     }
 }
 
-static terse_status_t leader_progress(terse_request_h req)
+/* The host's inputs, one local rank at a time into [N,2N) of the stage, summed into [0,N) in
+ * local-rank order, then averaged: the leaders' input. Returns TERSE_INPROGRESS while
+ * receiving. */
+static terse_status_t reduce_host(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    terse_comm_h comm = req->comm;
-    const int *locals = comm->hosts.local_ranks;
-    int L = comm->local_size;
+    terse__chier_t *hs = &p->hier;
+    const int *locals = req->comm->hosts.local_ranks;
+    int L = req->comm->local_size;
     size_t N = p->N;
-    float *h = p->hstage;
-    terse_status_t st;
-
-    switch (req->state[15]) {
-    case PH_START:
-        /* [0,N) the host sum, [N,2N) one local rank's Delta */
-        h = p->hstage = terse__req_scratch2(req, (L > 1 ? 2 : 1) * N * sizeof(float));
+    float *h = hs->stage;
+    if (hs->phase == TERSE_CHIER_START) {
+        h = hs->stage = terse__req_scratch2(req, (L > 1 ? 2 : 1) * N * sizeof(float));
         if (!h)
             return req->status;
         gather_inputs(p, h);
-        req->state[14] = 1;
-        req->state[15] = PH_REDUCE;
-        if (L > 1) {
-            terse__req_recv(req, locals[1], STEP_UP, h + N, N * sizeof(float));
-            return TERSE_INPROGRESS;
-        }
-        /* fall through */
-    case PH_REDUCE:
-        if (L > 1) {
-            const float *in = h + N;
-            for (size_t i = 0; i < N; i++)
-                h[i] += in[i];
-            if (++req->state[14] < (uint64_t)L) {
-                terse__req_recv(req, locals[req->state[14]], STEP_UP, h + N, N * sizeof(float));
-                return TERSE_INPROGRESS;
-            }
-            const float lf = (float)L;
-            for (size_t i = 0; i < N; i++)
-                h[i] /= lf;
-        }
-        for (size_t j = 0; j < p->nt; j++)
-            p->t[j].in = h + p->toff[j];
-        p->defer_commit = 1;
-        req->state[0] = 0;
-        req->state[15] = PH_INNER;
-        /* fall through */
-    case PH_INNER:
-        st = p->inner->progress(req);
+        hs->next_local = 1;
+        hs->phase = TERSE_CHIER_REDUCE;
+    } else {
+        const float *in = h + N;
+        for (size_t i = 0; i < N; i++)
+            h[i] += in[i];
+        hs->next_local++;
+    }
+    if (hs->next_local < L) {
+        terse__req_recv(req, locals[hs->next_local], STEP_UP, h + N, N * sizeof(float));
+        return TERSE_INPROGRESS;
+    }
+    if (L > 1) {
+        const float lf = (float)L;
+        for (size_t i = 0; i < N; i++)
+            h[i] /= lf;
+    }
+    return TERSE_OK;
+}
+
+static terse_status_t leader_progress(terse_request_h req)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    terse__chier_t *hs = &p->hier;
+    const int *locals = req->comm->hosts.local_ranks;
+    int L = req->comm->local_size;
+    terse_status_t st;
+
+    switch (hs->phase) {
+    case TERSE_CHIER_START:
+    case TERSE_CHIER_REDUCE:
+        st = reduce_host(req);
         if (st != TERSE_OK)
             return st;
-        req->state[15] = PH_DOWN;
+        p->input = hs->stage;
+        hs->defer_commit = 1;
+        hs->phase = TERSE_CHIER_INNER;
+        /* fall through */
+    case TERSE_CHIER_INNER:
+        st = p->algo->progress(req);
+        if (st != TERSE_OK)
+            return st;
+        hs->phase = TERSE_CHIER_DOWN;
         for (int i = 1; i < L; i++) {
-            terse__req_send(req, locals[i], STEP_OUT, p->out, N * sizeof(float));
+            terse__req_send(req, locals[i], STEP_OUT, p->out, p->N * sizeof(float));
             if (p->any_werr)
-                terse__req_send(req, locals[i], STEP_WERR, p->werr, N * sizeof(float));
+                terse__req_send(req, locals[i], STEP_WERR, p->werr, p->N * sizeof(float));
         }
         if (L > 1)
             return TERSE_INPROGRESS;
         /* fall through */
-    case PH_DOWN:
+    case TERSE_CHIER_DOWN:
         if (confirm_all(req) != TERSE_OK)
             return req->status;
         /* fall through */
     default:
-        p->defer_commit = 0;
-        return terse__cplan_commit(req, p->commit_lo, p->commit_hi);
+        hs->defer_commit = 0;
+        return terse__cplan_commit(req, hs->commit_lo, hs->commit_hi);
     }
 }
 

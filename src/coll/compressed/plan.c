@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+enum { TERSE_CPLAN_MAX_CHUNKS = 64 };
+
 static size_t block_size_of(const terse_compressor_t *c, size_t n)
 {
     size_t bs = (c->field_mask & TERSE_COMPRESSOR_FIELD_BLOCK_SIZE) ? c->block_size : 0;
@@ -27,9 +29,8 @@ static int owner_of(size_t g, size_t N, int K)
     return r;
 }
 
-void terse__cplan_cleanup(terse_request_h req)
+void terse__cplan_free(terse__cplan_t *p)
 {
-    terse__cplan_t *p = terse__cplan(req);
     if (!p)
         return;
     terse__free(p->t);
@@ -45,8 +46,14 @@ void terse__cplan_cleanup(terse_request_h req)
     terse__free(p->srv);
     terse__free(p->parts);
     terse__free(p->rbuf);
+    terse__free(p->recv_at);
     terse__free((void *)p->peer);
     terse__free(p);
+}
+
+void terse__cplan_cleanup(terse_request_h req)
+{
+    terse__cplan_free(terse__cplan(req));
     req->algo_data = NULL;
 }
 
@@ -68,12 +75,12 @@ static size_t seg_cap_bytes(const terse__cplan_t *p, size_t s)
     return 8 + terse__compress_blocks_max_bytes(&p->c, p->t[g->tensor].count, g->first, g->count);
 }
 
-/* The allgather's pipeline: chunks of whole segments of about seg_cap elements each, few
- * enough that a round's transfers ((K-1) per chunk each way) stay within the engine's limit. */
+/* The allgather's pipeline: chunks of whole segments of about seg_cap elements each, at most
+ * TERSE_CPLAN_MAX_CHUNKS (each chunk is a step of the round's tags, and more pieces than this
+ * only add messages). A lone participant sends nothing, so it keeps one chunk. */
 static terse_status_t plan_chunks(terse__cplan_t *p)
 {
-    size_t limit = p->K > 1 ? 480 / (size_t)(p->K - 1) : 1;
-    limit = limit < 1 ? 1 : limit > 64 ? 64 : limit;
+    size_t limit = p->K > 1 ? TERSE_CPLAN_MAX_CHUNKS : 1;
     size_t target = p->N;
     if (p->seg_cap && limit > 1) {
         size_t even = (p->N + limit - 2) / (limit - 1);
@@ -99,13 +106,9 @@ static terse_status_t plan_chunks(terse__cplan_t *p)
     return TERSE_OK;
 }
 
-terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_params_t *params,
-                                   int K_, int rank)
+static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_params_t *params,
+                                 int K_, int rank)
 {
-    terse__cplan_t *p = terse__calloc(1, sizeof(*p), "compressed allreduce plan");
-    if (!p)
-        return TERSE_ERR_NO_MEMORY;
-    req->algo_data = p;
     p->c = params->compressor;
     p->double_way = (params->field_mask & TERSE_CALLREDUCE_FIELD_DOUBLE_WAY) && params->double_way;
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
@@ -170,9 +173,25 @@ terse_status_t terse__cplan_create(terse_request_h req, const terse_callreduce_p
     p->own_elem[K] = p->N;
     p->parts = terse__calloc(K * (p->nseg ? p->nseg : 1), sizeof(*p->parts),
                              "compressed allreduce message index");
-    if (!p->parts)
+    if (!p->parts || plan_chunks(p) != TERSE_OK)
         return TERSE_ERR_NO_MEMORY;
-    return plan_chunks(p);
+    p->recv_at = terse__calloc(K * p->nchunk, sizeof(int), "compressed allreduce receives");
+    return p->recv_at ? TERSE_OK : TERSE_ERR_NO_MEMORY;
+}
+
+terse_status_t terse__cplan_create(const terse_callreduce_params_t *params, int K, int rank,
+                                   terse__cplan_t **plan_p)
+{
+    terse__cplan_t *p = terse__calloc(1, sizeof(*p), "compressed allreduce plan");
+    if (!p)
+        return TERSE_ERR_NO_MEMORY;
+    terse_status_t st = plan_build(p, params, K, rank);
+    if (st != TERSE_OK) {
+        terse__cplan_free(p);
+        return st;
+    }
+    *plan_p = p;
+    return TERSE_OK;
 }
 
 static size_t align64(size_t x)
@@ -228,7 +247,8 @@ terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi)
         size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
         float *rem = p->werr ? p->werr + p->toff[g->tensor] : NULL;
         uint8_t *w = p->wmsg + p->wfill;
-        terse_status_t st = terse__compress_blocks(&p->c, t->in, t->count, t->id, p->step, g->first,
+        const float *in = terse__cplan_in(p, g->tensor);
+        terse_status_t st = terse__compress_blocks(&p->c, in, t->count, t->id, p->step, g->first,
                                                    g->count, w + 8, cap, &len, NULL, rem, msg,
                                                    sizeof(msg));
         if (st != TERSE_OK)
@@ -260,8 +280,9 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
                                             ml);
     case TERSE_CPLAN_WERR:
         if (t->worker_error)
-            return terse__decompress_remainder(c, m, l, n, t->id, p->step, first, count, t->in,
-                                               t->worker_error, msg, ml);
+            return terse__decompress_remainder(c, m, l, n, t->id, p->step, first, count,
+                                               terse__cplan_in(p, g->tensor), t->worker_error,
+                                               msg, ml);
         break;
     case TERSE_CPLAN_SERR:
         if (t->server_error)
@@ -425,27 +446,15 @@ terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_
     return serve_done(req, s_lo, s_hi);
 }
 
-terse_status_t terse__cplan_confirm_commit(terse_request_h req, uint64_t confirmed, size_t serr_lo,
-                                           size_t serr_hi)
-{
-    terse__cplan_t *p = terse__cplan(req);
-    if (req->state[0] != confirmed) {
-        req->state[0] = confirmed;
-        if (terse__req_confirm(req, p->peer, p->K) != TERSE_OK)
-            return req->status;
-    }
-    return terse__cplan_commit(req, serr_lo, serr_hi);
-}
-
 /* Every message was validated before the confirmation round, so the unpacking here cannot
  * fail but for scratch memory on a thread that has not decoded yet (the request then fails on
  * this rank with its buffers partly written: the one case out of memory is not atomic). */
 terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
     terse__cplan_t *p = terse__cplan(req);
-    if (p->defer_commit) {
-        p->commit_lo = serr_lo;
-        p->commit_hi = serr_hi;
+    if (p->hier.defer_commit) {
+        p->hier.commit_lo = serr_lo;
+        p->hier.commit_hi = serr_hi;
         return TERSE_OK;
     }
     /* worker errors first: they read the inputs, which an in-place output overwrites */
