@@ -158,14 +158,17 @@ def register_at_init(process_sets):
         for ranks in lists:
             if ranks not in order and ranks != global_process_set.ranks:
                 order.append(ranks)
-    created = {}
-    for ranks in order:
-        created[tuple(ranks)] = _create(ranks)
+    mine = {}
     for ps in sets:
-        if ps.ranks == global_process_set.ranks:
-            _adopt(ps, 0, global_process_set._engine)
-        else:
-            _adopt(ps, *created[tuple(ps.ranks)])
+        mine.setdefault(tuple(ps.ranks), []).append(ps)
+    for ps in mine.pop(tuple(global_process_set.ranks), []):
+        _adopt(ps, 0, global_process_set._engine)
+    for ranks in order:
+        pid, engine = _create(ranks)
+        # every rank registers every set (sets of other ranks' communicators too), so ids
+        # and removal agree everywhere
+        for ps in mine.get(tuple(ranks)) or [ProcessSet(ranks)]:
+            _adopt(ps, pid, engine)
 
 
 def add_process_set(process_set):
