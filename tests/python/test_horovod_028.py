@@ -327,7 +327,7 @@ def test_grouped_allgather_and_grad(hvd):
 
 
 def test_allgather_grad_on_process_set(hvd):
-    n, r = hvd.size(), hvd.rank()
+    n = hvd.size()
     ps = hvd.add_process_set(list(range(1, n)))
     try:
         if ps.included():
