@@ -4,7 +4,9 @@ paper, the whole step in C: compressed_optimizer.py).
 
 Dense mode (compression=Compression.none or .fp16, no error_feedback) is Horovod's: hooks on
 every parameter's gradient accumulator start an asynchronous, name-matched allreduce during
-backward; step() waits for them and runs the wrapped optimizer.
+backward; step() waits for them and runs the wrapped optimizer. Sparse gradients (embeddings
+with sparse=True) are allgathered as (index, value) pairs (sparse.py), or allreduced dense with
+sparse_as_dense=True. ``process_set`` limits the allreduces to a set's ranks.
 """
 import contextlib
 import warnings
@@ -15,6 +17,8 @@ from . import mpi_ops
 from .compressed_optimizer import BUCKET_BYTES, _CompressedOptimizer
 from .compression import Compression, TerseCompression
 from .mpi_ops import Average, size, synchronize
+from .process_sets import global_process_set
+from .sparse import sparse_allreduce_async
 
 
 def _named_parameters_of(optimizer, named_parameters):
@@ -59,8 +63,11 @@ def _find_duplicates(lst):
 
 class _DistributedOptimizer(torch.optim.Optimizer):
     def __init__(self, params, named_parameters, compression, backward_passes_per_step=1,
-                 op=Average, gradient_predivide_factor=1.0):
+                 op=Average, gradient_predivide_factor=1.0, sparse_as_dense=False,
+                 process_set=global_process_set):
         super(self.__class__, self).__init__(params)
+        self.sparse_as_dense = sparse_as_dense
+        self.process_set = process_set
         self._compression = compression
         self._parameter_names = {v: k for k, v in sorted(named_parameters, key=lambda kv: kv[0])}
         self.backward_passes_per_step = backward_passes_per_step
@@ -73,7 +80,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._requires_update = set()
         self._synchronized = False
         self._should_synchronize = True
-        if size() > 1:
+        if process_set.included() and size() > 1:
             self._register_hooks()
 
     def set_backward_passes_per_step(self, passes):
@@ -97,6 +104,10 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         if p.grad is None:  # a parameter unused on this rank still takes part
             p.grad = torch.zeros_like(p)
         tensor = p.grad
+        if tensor.is_sparse:
+            if not self.sparse_as_dense:
+                return sparse_allreduce_async(tensor, name, self.op, self.process_set), None
+            tensor = tensor.to_dense()
         tensor_compressed, ctx = self._compression.compress(tensor)
         if self.op == Average:
             prescale_factor = 1.0 / self.gradient_predivide_factor
@@ -106,7 +117,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             postscale_factor = 1.0
         handle = mpi_ops.allreduce_async_(tensor_compressed, name=name, op=self.op,
                                           prescale_factor=prescale_factor,
-                                          postscale_factor=postscale_factor)
+                                          postscale_factor=postscale_factor,
+                                          process_set=self.process_set)
         return handle, ctx
 
     def _make_hook(self, p):
@@ -139,9 +151,17 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 self._handles[p] = (handle, ctx)
         try:
             for p, (handle, ctx) in self._handles.items():
-                output = synchronize(handle)
+                if callable(handle):  # a sparse gradient (sparse_allreduce_async)
+                    output = handle()
+                else:
+                    output = self._compression.decompress(synchronize(handle), ctx)
                 self._allreduce_delay[p] = self.backward_passes_per_step
-                p.grad.set_(self._compression.decompress(output, ctx))
+                if p.grad.is_sparse:
+                    if not output.is_sparse:  # sparse_as_dense: the optimizer wants sparse
+                        output = output.to_sparse()
+                    p.grad.zero_().add_(output)  # sparse tensors have no set_
+                else:
+                    p.grad.set_(output)
         finally:
             self._handles.clear()
         self._synchronized = True
@@ -177,7 +197,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
 def DistributedOptimizer(optimizer, named_parameters=None, compression=Compression.none,
                          backward_passes_per_step=1, op=Average, gradient_predivide_factor=1.0,
-                         num_groups=0, groups=None, sparse_as_dense=False, process_set=None,
+                         num_groups=0, groups=None, sparse_as_dense=False,
+                         process_set=global_process_set,
                          error_feedback=None, error_average_period=None, double_way=False,
                          bucket_bytes=BUCKET_BYTES, overlap=None):
     """Wrap ``optimizer`` (any torch optimizer) for data-parallel training; see the module
@@ -189,7 +210,12 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     if op == mpi_ops.Adasum:
         raise NotImplementedError("op=Adasum is not supported by terse")
     named = _named_parameters_of(optimizer, named_parameters)
+    if process_set is None:
+        process_set = global_process_set
     if isinstance(compression, TerseCompression) or error_feedback is not None:
+        if process_set is not global_process_set:
+            raise NotImplementedError("the compressed DistributedOptimizer runs on the global "
+                                      "process set only")
         if op != Average:
             raise ValueError("compressed DistributedOptimizer supports op=Average only")
         cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
@@ -202,4 +228,4 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     cls = type(optimizer.__class__.__name__, (optimizer.__class__,),
                dict(_DistributedOptimizer.__dict__))
     return cls(optimizer.param_groups, named, compression, backward_passes_per_step, op,
-               gradient_predivide_factor)
+               gradient_predivide_factor, sparse_as_dense, process_set)
