@@ -4,6 +4,14 @@
 
     mpirun -np 4 /usr/bin/python3 perf/train_bench.py --out perf/results/train_bench   # full
     mpirun -np 4 /usr/bin/python3 perf/train_bench.py --smoke                          # CI
+    perf/netcluster.sh mpirun -np 4 ... perf/train_bench.py --tta --out DIR   # wall clock
+
+--tta: measured time to accuracy instead of the model: the 20M-parameter MLP
+784-4096-4096-10, dense (terse.torch allreduce) vs SAEF Top-K 1% (double-way, the step in C,
+overlapped; with and without block_size=262144), trained until the test accuracy reaches
+--target (default 0.85 there) or --max-minutes, the clock stopped during evaluations (every
+--eval-every steps, on the whole test set split over the ranks). perf/tta_bench.sh runs it on
+4 emulated hosts at 1 Gbit/s.
 
 Reports per configuration: loss/accuracy per epoch (mean over seeds), epochs to the target
 accuracy, final accuracy, bytes sent per worker, and the wall time to the target on an
@@ -76,7 +84,12 @@ def main():
     p.add_argument("--target", type=float, default=0.84, help="target test accuracy")
     p.add_argument("--only", default="", help="comma-separated config labels to run")
     p.add_argument("--out", default="perf/results/train_bench")
+    p.add_argument("--tta", action="store_true", help="measured time to accuracy, 20M MLP")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--max-minutes", type=float, default=30.0, help="--tta: per configuration")
     a = p.parse_args()
+    if a.tta:
+        return tta_main(a)
     if a.smoke:
         a.epochs, a.seeds, a.limit, a.target = 1, 1, 1024, 0.4
     torch.set_num_threads(1)
@@ -125,6 +138,128 @@ def main():
                         "period": period, "runs": runs})
     if r == 0:
         write_report(a, K, t_compute, results)
+    hvd.shutdown()
+
+
+TTA_CONFIGS = [("dense", "none", None), ("SAEF topk1%", "topk:0.01", "saef"),
+               ("SAEF topk1% block", "topk:0.01,block=262144", "saef")]
+
+
+def _accuracy(model, xte, yte):
+    """Test accuracy over the whole test set, each rank scoring a share (collective)."""
+    K, r = hvd.size(), hvd.rank()
+    lo, hi = r * len(xte) // K, (r + 1) * len(xte) // K
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(xte[i:min(i + 500, hi)]).argmax(1) == yte[i:min(i + 500, hi)])
+                      .sum().item() for i in range(lo, hi, 500))
+    model.train()
+    tot = hvd.allreduce(torch.tensor([float(correct)], dtype=torch.float64), op=hvd.Sum,
+                        name="tta.correct")
+    return tot.item() / len(xte)
+
+
+def tta_run(a, label, comp, ef, data):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from step_bench import make_model
+    xtr, ytr, xte, yte = data
+    model = make_model("mlp20m")
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    base = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9)
+    if comp == "none":
+        opt = hvd.DistributedOptimizer(base, named_parameters=model.named_parameters())
+    else:
+        opt = hvd.DistributedOptimizer(base, named_parameters=model.named_parameters(),
+                                       compression=hvd.Compression.terse(comp),
+                                       error_feedback=ef, double_way=True)
+    K, r = hvd.size(), hvd.rank()
+    gen = torch.Generator().manual_seed(1)
+    clock, step, curve, hit = 0.0, 0, [], None
+    while hit is None and clock < a.max_minutes * 60:
+        perm = torch.randperm(len(xtr), generator=gen)[r::K]
+        for s in range(len(perm) // a.batch_size):
+            idx = perm[s * a.batch_size:(s + 1) * a.batch_size]
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+            clock += time.perf_counter() - t0
+            step += 1
+            if step % a.eval_every == 0:
+                ctx = opt.consensus_parameters() if ef else None
+                with ctx if ctx is not None else _nullcontext():
+                    acc = _accuracy(model, xte, yte)
+                # every rank stops at the same step: rank 0's clock decides
+                clock = hvd.broadcast(torch.tensor([clock], dtype=torch.float64), 0,
+                                      name="tta.clock.%s.%d" % (label, step)).item()
+                curve.append({"step": step, "time_s": clock, "test_acc": acc})
+                if r == 0:
+                    print("%-18s step %5d  %7.1f s  test acc %.4f" % (label, step, clock, acc),
+                          flush=True)
+                if acc >= a.target:
+                    hit = clock
+                if hit is not None or clock >= a.max_minutes * 60:
+                    break
+    sent = getattr(opt, "wire_bytes_sent", None)
+    if sent is None:
+        n = sum(p.numel() for p in model.parameters())
+        sent = step * 2 * (K - 1) * 4 * n // K
+    return {"label": label, "compressor": comp, "time_to_target_s": hit, "steps": step,
+            "final_acc": curve[-1]["test_acc"] if curve else None, "mb_sent": sent / 1e6,
+            "s_per_step": clock / max(step, 1), "curve": curve}
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def tta_main(a):
+    if a.target == 0.84:
+        a.target = 0.85
+    torch.set_num_threads(1)
+    hvd.init()
+    data = tfm.load_fashion_mnist()
+    rows = [tta_run(a, label, comp, ef, data) for label, comp, ef in TTA_CONFIGS
+            if not a.only or label in a.only.split(",")]
+    if hvd.rank() != 0:
+        hvd.shutdown()
+        return
+    dense = next((x for x in rows if x["compressor"] == "none"), None)
+    lines = ["| config | time to %.2f | speed-up | steps | s/step | final acc | MB sent/worker |"
+             % a.target, "|---|---|---|---|---|---|---|"]
+    for x in rows:
+        t, d = x["time_to_target_s"], dense and dense["time_to_target_s"]
+        lines.append("| %s | %s | %s | %d | %.3f | %.4f | %.0f |" % (
+            x["label"], "%.0f s" % t if t else "not reached", "%.2fx" % (d / t) if t and d
+            else "-", x["steps"], x["s_per_step"], x["final_acc"] or 0, x["mb_sent"]))
+    md = "\n".join(lines) + "\n"
+    print(md, flush=True)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "tta.json"), "w") as f:
+        json.dump({"workers": hvd.size(), "target": a.target, "batch_size": a.batch_size,
+                   "lr": a.lr, "rows": rows}, f, indent=1)
+    with open(os.path.join(a.out, "tta.md"), "w") as f:
+        f.write("%d workers, MLP 784-4096-4096-10, batch %d/worker, lr %g, momentum 0.9\n\n"
+                % (hvd.size(), a.batch_size, a.lr) + md)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for x in rows:
+            ax.plot([c["time_s"] for c in x["curve"]], [c["test_acc"] for c in x["curve"]],
+                    marker="o", label=x["label"])
+        ax.axhline(a.target, color="gray", lw=0.8)
+        ax.set(xlabel="training wall time (s)", ylabel="test accuracy")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(a.out, "tta.png"), dpi=100)
+    except ImportError:
+        pass
     hvd.shutdown()
 
 
