@@ -298,6 +298,7 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
     terse__tp_progress(&comm->tp);
     for (int i = 0; i < TERSE_POOL_MAX; i++)
         terse__buf_release(&comm->pool[i]);
+    terse__p2p_fini(comm);
     terse__tp_fini(&comm->tp);
     reap(comm);
     while (comm->abort_sends) {

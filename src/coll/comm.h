@@ -38,6 +38,7 @@ typedef enum terse__coll_kind {
     TERSE_COLL_REDUCE_SCATTER = 10,
     TERSE_COLL_REDUCE_SCATTER_V = 11,
     TERSE_COLL_REDUCE = 12,
+    TERSE_COLL_P2P = 13, /* terse_isend / terse_irecv (p2p.c) */
 } terse__coll_kind_t;
 
 /* The sender's TERSE_CHECKSUM, in every header. Any two codes differ in two bits, so a flipped
@@ -134,6 +135,7 @@ struct terse_request {
     uint64_t state[16];    /* small algorithm state (counters), zeroed at creation */
     uint64_t bytes_sent;
     terse__fault_t fault;
+    int quiet; /* failures are not announced to other ranks (point-to-point) */
     int user_freed;
     int done;
     struct terse_request *next, *prev;
@@ -196,6 +198,8 @@ struct terse_comm {
     terse__topo_t *topo; /* may be NULL: run unbound */
     terse__topo_plan_t plan;
     int has_plan;
+    struct terse__p2p_chan *p2p_chans; /* message counts per (peer, tag), p2p.c */
+    int p2p_used; /* point-to-point ran here: collectives are refused */
 };
 
 /* ---- engine (request.c) ---- */
@@ -245,6 +249,9 @@ void *terse__req_scratch2(terse_request_h req, size_t size);
 const char *terse__coll_name(int kind);
 int terse__req_has_pending(terse_request_h req);
 void terse__req_destroy(terse_request_h req);
+
+/* ---- point-to-point (p2p.c) ---- */
+void terse__p2p_fini(terse_comm_h comm);
 
 /* ---- communicator (comm.c) ---- */
 void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)

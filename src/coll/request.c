@@ -36,6 +36,7 @@ const char *terse__coll_name(int kind)
     case TERSE_COLL_REDUCE_SCATTER: return "reduce_scatter";
     case TERSE_COLL_REDUCE_SCATTER_V: return "reduce_scatter_v";
     case TERSE_COLL_REDUCE: return "reduce";
+    case TERSE_COLL_P2P: return "point-to-point";
     default: return "unknown collective";
     }
 }
@@ -466,7 +467,7 @@ static terse_status_t fail_v(terse_request_h req, terse_status_t st, int announc
                           req->comm->rank, what);
     terse_log_debug("%s", req->comm->last_error);
     req->status = st;
-    if (announce)
+    if (announce && !req->quiet)
         send_aborts(req);
     return st;
 }
@@ -828,6 +829,13 @@ terse_status_t terse__req_start_at(terse_request_h req, uint32_t seq)
         comm->active->prev = req;
     comm->active = req;
     comm->nactive++;
+    if (comm->p2p_used && req->sig.coll != TERSE_COLL_P2P && req->sig.coll != TERSE_COLL_INTERNAL) {
+        terse__req_fail_quiet(req, TERSE_ERR_INVALID_ARG,
+                              "point-to-point messages ran on this communicator: collectives "
+                              "need one of their own (terse_comm_dup)");
+        finish(req);
+        return req->status;
+    }
     if (comm->broken) {
         terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED, "a peer failed earlier; create a new communicator");
         finish(req);
