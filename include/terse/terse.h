@@ -11,6 +11,7 @@
 #include <terse/compress.h>
 #include <terse/compressed.h>
 #include <terse/ef.h>
+#include <terse/grad_ef.h>
 #include <terse/model.h>
 
 #endif
