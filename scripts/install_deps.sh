@@ -4,6 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libucx-dev ucx-utils libhwloc-dev hwloc
       openmpi-bin libopenmpi-dev clang libclang-rt-14-dev iproute2
       python3 python3-numpy python3-pytest python3-mpi4py python3-torch python3-matplotlib
+      python3-dev libtorch-dev pybind11-dev
       dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -7,9 +7,11 @@
 #include <terse/types.h>
 #include <terse/comm.h>
 #include <terse/coll.h>
+#include <terse/p2p.h>
 #include <terse/compress.h>
 #include <terse/compressed.h>
 #include <terse/ef.h>
+#include <terse/grad_ef.h>
 #include <terse/model.h>
 
 #endif

@@ -45,7 +45,7 @@ static terse_status_t fail_v(terse_request_h req, terse_status_t st, int announc
                           req->comm->rank, what);
     terse_log_debug("%s", req->comm->last_error);
     req->status = st;
-    if (announce)
+    if (announce && !req->quiet)
         send_aborts(req);
     return st;
 }
@@ -187,6 +187,13 @@ int terse__abort_track(terse_request_h req)
         ab->active->prev = req;
     ab->active = req;
     ab->nactive++;
+    if (req->comm->p2p_used && req->sig.coll != TERSE_COLL_P2P &&
+        req->sig.coll != TERSE_COLL_INTERNAL) {
+        terse__req_fail_quiet(req, TERSE_ERR_INVALID_ARG,
+                              "point-to-point messages ran on this communicator: collectives "
+                              "need one of their own (terse_comm_dup)");
+        return 0;
+    }
     if (ab->broken) {
         terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED,
                               "a peer failed earlier; create a new communicator");

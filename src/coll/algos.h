@@ -25,6 +25,7 @@ enum {
     TERSE_ALGO_RS_RING = 7,  /* reduce_scatter(_v), reduce: the ring allreduce's first half */
     TERSE_ALGO_RS_RD = 8,    /* the same, small: the recursive doubling allreduce, then a copy */
     TERSE_ALGO_SPLIT_RING = 9, /* terse_comm_split: the child's setup exchanges */
+    TERSE_ALGO_P2P = 10,       /* terse_isend / terse_irecv */
     TERSE_ALGO_REJECTED = 63,
 };
 

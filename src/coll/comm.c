@@ -253,6 +253,7 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
     pthread_mutex_lock(&comm->lock);
     terse__abort_shutdown(comm);
     terse__scratch_pool_fini(comm);
+    terse__p2p_fini(comm);
     terse__tp_fini(&comm->tp);
     terse__abort_fini(comm);
     pthread_mutex_unlock(&comm->lock);

@@ -57,6 +57,7 @@ struct terse_request {
     uint64_t state[16];
     uint64_t bytes_sent;
     terse__fault_t fault; /* test-only, see fault.h */
+    int quiet; /* failures are not announced to other ranks (point-to-point) */
     int user_freed;
     int done;
     struct terse_request *next, *prev;
@@ -94,6 +95,8 @@ struct terse_comm {
     terse__topo_t *topo; /* may be NULL: run unbound */
     terse__topo_plan_t plan;
     int has_plan;
+    struct terse__p2p_chan *p2p_chans; /* message counts per (peer, tag), p2p.c */
+    int p2p_used; /* point-to-point ran here: collectives are refused */
 };
 
 /* ---- engine: request.c (life of a request), xfer.c (posting), validate.c (headers),
@@ -144,6 +147,9 @@ void *terse__req_scratch(terse_request_h req, size_t size);
 void *terse__req_scratch2(terse_request_h req, size_t size);
 int terse__req_has_pending(terse_request_h req);
 void terse__req_destroy(terse_request_h req);
+
+/* ---- point-to-point (p2p.c) ---- */
+void terse__p2p_fini(terse_comm_h comm);
 
 /* ---- communicator (comm.c) ---- */
 void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)

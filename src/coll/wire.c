@@ -20,6 +20,7 @@ const char *terse__coll_name(int kind)
     case TERSE_COLL_REDUCE_SCATTER: return "reduce_scatter";
     case TERSE_COLL_REDUCE_SCATTER_V: return "reduce_scatter_v";
     case TERSE_COLL_REDUCE: return "reduce";
+    case TERSE_COLL_P2P: return "point-to-point";
     default: return "unknown collective";
     }
 }

@@ -23,6 +23,7 @@ typedef enum terse__coll_kind {
     TERSE_COLL_REDUCE_SCATTER = 10,
     TERSE_COLL_REDUCE_SCATTER_V = 11,
     TERSE_COLL_REDUCE = 12,
+    TERSE_COLL_P2P = 13, /* terse_isend / terse_irecv (p2p.c) */
 } terse__coll_kind_t;
 
 /* The sender's TERSE_CHECKSUM, in every header. Any two codes differ in two bits, so a flipped

@@ -67,6 +67,9 @@ static const cfg_entry_t cfg_table[] = {
     {"TERSE_SIZE", "", CFG_STRING, FIELD(size_env), "rank count for the environment rendezvous"},
     {"TERSE_ROOT_ADDR", "", CFG_STRING, FIELD(root_addr),
      "host:port where rank 0 listens for the environment rendezvous"},
+    {"TERSE_C10D_MODULE", "", CFG_STRING, FIELD(c10d_module),
+     "path of the torch backend's extension (_c10d*.so) for terse.torch to load instead of "
+     "the installed one (build trees, tests)"},
 };
 
 static terse__config_t cfg;

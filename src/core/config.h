@@ -22,6 +22,7 @@ typedef struct terse__config {
     char checksum[16];         /* compressed|all|none: messages with payload checksums */
     char fault_inject[128];    /* testing only: see TERSE_FAULT_INJECT in config.c */
     char rank_env[32], size_env[32], root_addr[256]; /* env bootstrap */
+    char c10d_module[512]; /* read by terse.torch (Python), declared here for terse_info */
 } terse__config_t;
 
 /* Parsed once (thread-safe); later calls return the same object. */

@@ -1,5 +1,6 @@
 """terse.torch: a Horovod-compatible API (``import terse.torch as hvd``) with compressed
-training (Top-K, sign, Rand-K, induced; EF / SAEF error feedback) and a DDP comm hook.
+training (Top-K, sign, Rand-K, induced; EF / SAEF error feedback), a DDP comm hook, and the
+torch.distributed backend "terse" (registered on import; see terse.torch._backend).
 
 Collectives are matched across ranks by name by a background thread per process set (see
 terse._engine and process_sets.py); asynchronous calls return integer handles for
@@ -27,3 +28,6 @@ from .functions import (allgather_object, broadcast_object,  # noqa: F401
                         broadcast_optimizer_state, broadcast_parameters)
 from .optimizer import DistributedOptimizer  # noqa: F401
 from .ddp import ddp_comm_hook  # noqa: F401
+from . import _backend
+
+_backend.register()  # torch.distributed.init_process_group("terse", ...)

@@ -1,4 +1,4 @@
-"""Communication hook for torch.nn.parallel.DistributedDataParallel (CPU, gloo process group).
+"""Communication hook for torch.nn.parallel.DistributedDataParallel (CPU).
 
     model = DDP(model)
     model.register_comm_hook(None, terse.torch.ddp_comm_hook(model, "topk:0.01",
@@ -19,6 +19,7 @@ import threading
 import torch
 
 from .. import _core
+from . import _backend, ddp_terse
 from . import mpi_ops
 from .compression import Compression, FP16Compressor, NoneCompressor, as_terse
 from .mpi_ops import _call_async
@@ -86,6 +87,7 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
                              "use terse.torch.DistributedOptimizer(error_feedback='saef')")
         raise ValueError("error_feedback must be None or 'ef', not %r" % (error_feedback,))
     names = {}
+    model_pg = getattr(model, "process_group", None)
     if model is not None:
         for n, p in model.named_parameters():
             names[p] = n[len("module."):] if n.startswith("module.") else n
@@ -101,7 +103,33 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
                 n = st.names[p] = "param.%d" % len(st.names)
             return n
 
+    terse_states = {}  # the terse process group -> its TerseHookState
+
+    def group_of(state):
+        """The process group the bucket belongs to: the hook's state when it is one (as for
+        torch's default hooks), the DDP model's, else the default group."""
+        if isinstance(state, torch.distributed.ProcessGroup):
+            return state
+        if model_pg is not None:
+            return model_pg
+        if torch.distributed.is_initialized():
+            return torch.distributed.distributed_c10d._get_default_group()
+        return None
+
+    def terse_hook(pg, bucket):
+        if comp is None:
+            return ddp_terse.dense_bucket(pg, compression, bucket.buffer())
+        ts = terse_states.get(pg)
+        if ts is None:
+            ts = terse_states[pg] = ddp_terse.TerseHookState(pg, comp.spec, error_feedback,
+                                                             double_way)
+            hook.terse_state = ts
+        return ddp_terse.compressed_bucket(ts, bucket, name_of)
+
     def hook(state, bucket):
+        pg = group_of(state)
+        if _backend.is_terse_group(pg):
+            return terse_hook(pg, bucket)
         buf = bucket.buffer()
         fut = torch.futures.Future()
         if comp is None:

@@ -1,0 +1,31 @@
+// The compressed DDP comm hook's engine on a "terse" process group: error feedback per
+// parameter in C (terse/grad_ef.h), each bucket one pass and one compressed allreduce on the
+// group's own communicator, completed by the group's progress thread.
+#pragma once
+
+#include "process_group.hpp"
+
+namespace terse_c10d {
+
+class GradEFHook : public torch::CustomClassHolder {
+ public:
+  GradEFHook(c10::intrusive_ptr<ProcessGroupTerse> pg, const std::string& compressor,
+             bool error_feedback, bool double_way);
+  ~GradEFHook() override;
+
+  // The bucket's flat gradient buffer, its parameters' ids and element counts (in buffer
+  // order). Returns a Work whose future gives [bucket] holding the averaged update.
+  c10::intrusive_ptr<c10d::Work> reduce(at::Tensor bucket, const std::vector<int64_t>& ids,
+                                        const std::vector<int64_t>& counts);
+  // Copies of this rank's error of parameter @id (empty tensor if none).
+  at::Tensor worker_error(int64_t id);
+  at::Tensor server_error(int64_t id);
+  int64_t calls();
+
+ private:
+  at::Tensor copy_of(const float* p, size_t n);
+  c10::intrusive_ptr<ProcessGroupTerse> pg_;
+  terse_grad_ef_h ef_ = nullptr;
+};
+
+} // namespace terse_c10d
