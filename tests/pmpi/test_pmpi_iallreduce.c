@@ -94,14 +94,18 @@ int main(int argc, char **argv)
     free(msg);
     free(in);
 
-    /* Free the communicator with a call in flight: MPI lets the call finish. */
-    MPI_Comm dup;
-    MPI_Comm_dup(MPI_COMM_WORLD, &dup);
-    fill(b[1], n, 0);
-    MPI_Iallreduce(MPI_IN_PLACE, b[1], n, MPI_DOUBLE, MPI_SUM, dup, &rq[0]);
-    MPI_Comm_free(&dup);
-    MPI_Wait(&rq[0], MPI_STATUS_IGNORE);
-    CHECK(!wrong(b[1], n, 0), "iallreduce on a freed communicator: %d wrong", wrong(b[1], n, 0));
+    /* Free the communicator with a call in flight: MPI lets the call finish. Only with the
+     * preload: Open MPI 4.1.4's own Iallreduce (libnbc) crashes in MPI_Wait on it. */
+    const char *pre = getenv("TERSE_TEST_PRELOADED");
+    if (pre && atoi(pre)) {
+        MPI_Comm dup;
+        MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+        fill(b[1], n, 0);
+        MPI_Iallreduce(MPI_IN_PLACE, b[1], n, MPI_DOUBLE, MPI_SUM, dup, &rq[0]);
+        MPI_Comm_free(&dup);
+        MPI_Wait(&rq[0], MPI_STATUS_IGNORE);
+        CHECK(!wrong(b[1], n, 0), "iallreduce on a freed communicator: %d wrong", wrong(b[1], n, 0));
+    }
 
     for (int k = 0; k < K; k++)
         free(b[k]);
