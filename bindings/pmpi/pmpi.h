@@ -73,6 +73,9 @@ int terse__pmpi_pending(void);
  * on @p e and owns @p req). */
 int terse__pmpi_request_start(terse__pmpi_comm_t *e, terse_request_h req, MPI_Request *mpi_req);
 
+/* Stops the Iallreduce progress thread (pmpi_request.c), if it runs. */
+void terse__pmpi_progress_stop(void);
+
 /* Called by MPI_Finalize: every terse communicator is destroyed before MPI goes. */
 void terse__pmpi_finalize(void);
 

@@ -154,7 +154,7 @@ static void entry_connect(terse__pmpi_comm_t *e)
         .field_mask = TERSE_COMM_PARAM_FIELD_OOB | TERSE_COMM_PARAM_FIELD_TIMEOUT |
                       TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD,
         .oob = {.allgather = oob_allgather, .coll_info = &comm, .rank = e->rank, .size = e->size},
-        .progress_thread = cfg->pmpi_progress_thread,
+        .progress_thread = 0, /* blocking calls drive it; pmpi_request.c's thread the rest */
         /* MPI has no time limit on a collective: a peer may join it minutes later. */
         .timeout = cfg->pmpi_timeout > 0 ? cfg->pmpi_timeout : 1e9,
     };

@@ -5,6 +5,7 @@
 int MPI_Finalize(void)
 {
     terse__pmpi_progress();
+    terse__pmpi_progress_stop();
     terse__pmpi_finalize();
     return PMPI_Finalize();
 }

@@ -75,8 +75,9 @@ static const cfg_entry_t cfg_table[] = {
      "libterse_pmpi.so: seconds an intercepted call may take before it fails (0: no limit, "
      "as in MPI)"},
     {"TERSE_PMPI_PROGRESS_THREAD", "1", CFG_INT, FIELD(pmpi_progress_thread),
-     "libterse_pmpi.so: 1 drives an MPI_Iallreduce on terse while the program is in other MPI "
-     "calls or computing (MPI's progress rule); 0: only inside MPI_Wait/MPI_Test"},
+     "libterse_pmpi.so: 1 = a thread drives MPI_Iallreduces on terse while the program is in "
+     "other MPI calls or computing (MPI's progress rule), asleep when none is in flight; "
+     "0 = they advance only inside MPI_Wait/MPI_Test"},
     {"TERSE_RANK", "", CFG_STRING, FIELD(rank_env), "rank for the environment rendezvous"},
     {"TERSE_SIZE", "", CFG_STRING, FIELD(size_env), "rank count for the environment rendezvous"},
     {"TERSE_ROOT_ADDR", "", CFG_STRING, FIELD(root_addr),
