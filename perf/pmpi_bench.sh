@@ -12,15 +12,16 @@
 #
 # Environment (defaults): BUILD=build NP=4 HOSTS=4 ROUNDS=3 OPS=allreduce (or allgather,
 #   bcast: then TERSE_PMPI_COLLECTIVES gets that call too) MIN_BYTES=4k MAX_BYTES=256m
-#   TIMEOUT=900 (seconds per mpirun); TERSE_PMPI_* settings are passed on to the preloaded runs.
-# Output: perf/results/pmpi_<mode>.csv (mode,op,bytes,ranks,mpi_s,terse_s,speedup,rounds,
-#   mpi_runs_s,terse_runs_s) and perf/results/pmpi_<mode>.md, with the machine's load.
+#   TIMEOUT=900 (seconds per mpirun) TAG="" (appended to the output names, e.g. _gather);
+#   TERSE_PMPI_* settings are passed on to the preloaded runs.
+# Output: perf/results/pmpi_<mode><TAG>.csv (mode,op,bytes,ranks,mpi_s,terse_s,speedup,rounds,
+#   mpi_runs_s,terse_runs_s) and perf/results/pmpi_<mode><TAG>.md, with the machine's load.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NC=perf/netcluster.sh
 BUILD=${BUILD:-build}; NP=${NP:-4}; HOSTS=${HOSTS:-4}; ROUNDS=${ROUNDS:-3}
 OPS=${OPS:-allreduce}; MIN_BYTES=${MIN_BYTES:-4k}; MAX_BYTES=${MAX_BYTES:-256m}
-TIMEOUT=${TIMEOUT:-900}
+TIMEOUT=${TIMEOUT:-900}; TAG=${TAG:-}
 LOOP=$BUILD/perf/pmpi_loop
 LIB=$(readlink -f "$BUILD/bindings/pmpi/libterse_pmpi.so" 2>/dev/null)
 RES=perf/results; TMP=$RES/tmp
@@ -72,7 +73,7 @@ for mode in "${MODES[@]}"; do
         done
     done
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
-    csv=$RES/pmpi_${mode}.csv; md=$RES/pmpi_${mode}.md
+    csv=$RES/pmpi_${mode}${TAG}.csv; md=$RES/pmpi_${mode}${TAG}.md
     echo "mode,op,bytes,ranks,mpi_s,terse_s,speedup,rounds,mpi_runs_s,terse_runs_s" > "$csv"
     # per (op, bytes): every round's median of each variant, then their median
     for f in "$TMP"/pmpi_"${mode}"_*.csv; do

@@ -65,7 +65,7 @@ static const cfg_entry_t cfg_table[] = {
      "header announces; kill: SIGKILL itself after posting the send)"},
     {"TERSE_PMPI_ENABLE", "1", CFG_INT, FIELD(pmpi_enable),
      "libterse_pmpi.so (LD_PRELOAD): 0 passes every MPI call to Open MPI unchanged"},
-    {"TERSE_PMPI_THRESHOLD", "65536", CFG_SIZE, FIELD(pmpi_threshold),
+    {"TERSE_PMPI_THRESHOLD", "1048576", CFG_SIZE, FIELD(pmpi_threshold),
      "libterse_pmpi.so: calls moving fewer bytes than this (count x datatype size; allgather(v): "
      "the whole result) stay with MPI; must be the same on every rank"},
     {"TERSE_PMPI_COLLECTIVES", "allreduce,iallreduce", CFG_STRING, FIELD(pmpi_collectives),

@@ -81,7 +81,7 @@ static inline int pt_identical(const void *buf, size_t bytes, MPI_Comm comm)
 static inline size_t pt_threshold(void)
 {
     const char *t = getenv("TERSE_PMPI_THRESHOLD");
-    return t ? (size_t)strtoull(t, NULL, 10) : 65536;
+    return t ? (size_t)strtoull(t, NULL, 10) : 1048576;
 }
 
 #endif

@@ -14,7 +14,7 @@ from mpi4py import MPI
 world = MPI.COMM_WORLD
 rank, size = world.Get_rank(), world.Get_size()
 failures = []
-threshold = int(os.environ.get("TERSE_PMPI_THRESHOLD", "65536"))
+threshold = int(os.environ.get("TERSE_PMPI_THRESHOLD", "1048576"))
 
 
 def check(cond, what):
