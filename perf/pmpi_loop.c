@@ -77,6 +77,8 @@ int main(int argc, char **argv)
             fflush(stdout);
             if (f)
                 fprintf(f, "%s,%zu,%d,%d,%.6f,%.6f\n", op, bytes, size, iters, t[iters / 2], t[0]);
+            if (f)
+                fflush(f); /* a run that dies later keeps its rows */
         }
     }
     if (f)
