@@ -56,7 +56,7 @@ for mode in "${MODES[@]}"; do
     fi
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "== $mode: $where; load $load0"
-    rm -f "$TMP"/pmpi_"${mode}"_*.csv
+    for op in $OPS; do rm -f "$TMP"/pmpi_"${mode}"_"${op}"_*.csv; done
     for op in $OPS; do
         colls=allreduce,iallreduce
         case $op in allgather) colls=$colls,allgather,allgatherv;; bcast) colls=$colls,bcast;; esac
@@ -76,7 +76,7 @@ for mode in "${MODES[@]}"; do
     csv=$RES/pmpi_${mode}${TAG}.csv; md=$RES/pmpi_${mode}${TAG}.md
     echo "mode,op,bytes,ranks,mpi_s,terse_s,speedup,rounds,mpi_runs_s,terse_runs_s" > "$csv"
     # per (op, bytes): every round's median of each variant, then their median
-    for f in "$TMP"/pmpi_"${mode}"_*.csv; do
+    for f in $(for op in $OPS; do ls "$TMP"/pmpi_"${mode}"_"${op}"_*.csv 2>/dev/null; done); do
         v=$(basename "$f" | sed 's/.*_\(mpi\|terse\)_r[0-9]*\.csv/\1/')
         tail -n +2 "$f" | awk -F, -v v="$v" '{print $1, $2, $3, v, $5}'
     done | sort -k1,1 -k2,2n -k4,4 -k5,5g | awk -v mode="$mode" '
