@@ -63,6 +63,21 @@ static const cfg_entry_t cfg_table[] = {
      "misbehave in its call with sequence number S (KIND corrupt: payload bytes [B, B+L) sent "
      "as 0xff after the header is built; truncate: payload sent L bytes short of what its "
      "header announces; kill: SIGKILL itself after posting the send)"},
+    {"TERSE_PMPI_ENABLE", "1", CFG_INT, FIELD(pmpi_enable),
+     "libterse_pmpi.so (LD_PRELOAD): 0 passes every MPI call to Open MPI unchanged"},
+    {"TERSE_PMPI_THRESHOLD", "1048576", CFG_SIZE, FIELD(pmpi_threshold),
+     "libterse_pmpi.so: calls moving fewer bytes than this (count x datatype size; allgather(v): "
+     "the whole result) stay with MPI; must be the same on every rank"},
+    {"TERSE_PMPI_COLLECTIVES", "allreduce,iallreduce", CFG_STRING, FIELD(pmpi_collectives),
+     "libterse_pmpi.so: comma-separated calls terse takes over, of allreduce|iallreduce|"
+     "allgather|allgatherv|bcast|all|none; the same on every rank"},
+    {"TERSE_PMPI_TIMEOUT", "0", CFG_DOUBLE, FIELD(pmpi_timeout),
+     "libterse_pmpi.so: seconds an intercepted call may take before it fails (0: no limit, "
+     "as in MPI)"},
+    {"TERSE_PMPI_PROGRESS_THREAD", "1", CFG_INT, FIELD(pmpi_progress_thread),
+     "libterse_pmpi.so: 1 = a thread drives MPI_Iallreduces on terse while the program is in "
+     "other MPI calls or computing (MPI's progress rule), asleep when none is in flight; "
+     "0 = they advance only inside MPI_Wait/MPI_Test"},
     {"TERSE_RANK", "", CFG_STRING, FIELD(rank_env), "rank for the environment rendezvous"},
     {"TERSE_SIZE", "", CFG_STRING, FIELD(size_env), "rank count for the environment rendezvous"},
     {"TERSE_ROOT_ADDR", "", CFG_STRING, FIELD(root_addr),
@@ -107,9 +122,9 @@ static int parse_size(const char *v, size_t *out)
     return 0;
 }
 
-static int apply(const cfg_entry_t *e, const char *v)
+static int apply(terse__config_t *c, const cfg_entry_t *e, const char *v)
 {
-    char *p = (char *)&cfg + e->offset;
+    char *p = (char *)c + e->offset;
     char *end;
     switch (e->type) {
     case CFG_INT: {
@@ -155,23 +170,30 @@ static int apply(const cfg_entry_t *e, const char *v)
     return -1;
 }
 
+/* Parses into a copy and writes the shared table only when a value changed: a reload (every
+ * terse_comm_create does one) must not disturb threads reading the configuration meanwhile,
+ * e.g. libterse_pmpi creating one communicator while a collective runs on another. */
 static void load(void)
 {
     const size_t n = sizeof(cfg_table) / sizeof(cfg_table[0]);
-    memset(&cfg, 0, sizeof(cfg));
+    terse__config_t next;
+    memset(&next, 0, sizeof(next));
     for (size_t i = 0; i < n; i++)
-        apply(&cfg_table[i], cfg_table[i].dflt);
+        apply(&next, &cfg_table[i], cfg_table[i].dflt);
     /* The log level first so that warnings below obey it. */
     for (size_t i = 0; i < n; i++) {
         const char *v = getenv(cfg_table[i].name);
-        if (v && apply(&cfg_table[i], v) != 0) {
-            apply(&cfg_table[i], cfg_table[i].dflt);
+        if (v && apply(&next, &cfg_table[i], v) != 0) {
+            apply(&next, &cfg_table[i], cfg_table[i].dflt);
             terse__log(TERSE_LOG_LEVEL_WARN, __FILE__, __LINE__,
                        "invalid value '%s' for %s, using default '%s' (%s)", v, cfg_table[i].name,
                        cfg_table[i].dflt, cfg_table[i].doc);
         }
     }
-    terse__log_level_current = cfg.log_level;
+    if (memcmp(&next, &cfg, sizeof(cfg)) != 0)
+        memcpy(&cfg, &next, sizeof(cfg));
+    if (terse__log_level_current != cfg.log_level)
+        terse__log_level_current = cfg.log_level;
     for (char **env = environ; env && *env; env++) {
         if (strncmp(*env, "TERSE_", 6) != 0)
             continue;

@@ -21,6 +21,11 @@ typedef struct terse__config {
     char hierarchy[16];        /* none|node */
     char checksum[16];         /* compressed|all|none: messages with payload checksums */
     char fault_inject[128];    /* testing only: see TERSE_FAULT_INJECT in config.c */
+    int pmpi_enable;           /* libterse_pmpi: 0 = everything to PMPI_* */
+    size_t pmpi_threshold;     /* libterse_pmpi: smaller calls stay with MPI */
+    char pmpi_collectives[128]; /* libterse_pmpi: comma-separated calls taken over */
+    double pmpi_timeout;       /* libterse_pmpi: 0 = no limit */
+    int pmpi_progress_thread;  /* libterse_pmpi: progress thread for its communicators */
     char rank_env[32], size_env[32], root_addr[256]; /* env bootstrap */
     char c10d_module[512]; /* read by terse.torch (Python), declared here for terse_info */
 } terse__config_t;
