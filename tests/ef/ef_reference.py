@@ -64,6 +64,20 @@ def compress_tensors(spec, v, counts):
     return np.concatenate(out)
 
 
+def server_step(cs, es, dw, spec, counts):
+    """The workers' C(Delta) summed in rank (host) order and averaged; double-way, C(e_s + avg)
+    with e_s the remainder (lines 19-23). Returns the update and e_s."""
+    acc = np.zeros(cs[0].size, F)
+    for c in cs:
+        acc = (acc + c).astype(F)
+    avg = (acc / F(len(cs))).astype(F)
+    if not dw:
+        return avg, es
+    D = (es + avg).astype(F)
+    u = compress_tensors(spec, D, counts)
+    return u, (D - u).astype(F)
+
+
 def simulate(K, A, b, T, mode, period, dw, spec, x0, counts, L=0):
     """L = 0: flat. L > 0: hierarchical with L ranks per host (e[k] is then the host's error,
     the same for every rank of the host)."""
@@ -103,16 +117,7 @@ def simulate(K, A, b, T, mode, period, dw, spec, x0, counts, L=0):
                 for k in (range(w * L, w * L + L) if L else [w]):
                     e[k] = (delta - c).astype(F)
             cs.append(c)
-        acc = np.zeros_like(x)
-        for c in cs:  # rank (host) order
-            acc = (acc + c).astype(F)
-        avg = (acc / F(len(workers))).astype(F)
-        if dw:  # lines 21-23
-            D = (es + avg).astype(F)
-            u = compress_tensors(spec, D, counts)
-            es = (D - u).astype(F)
-        else:
-            u = avg
+        u, es = server_step(cs, es, dw, spec, counts)
         x = (x - u).astype(F)  # line 25
         traj.append(x.copy())
     return np.array(traj)
@@ -164,16 +169,7 @@ def simulate_model(K, A, b, T, mode, period, dw, spec, x0, counts, dtype):
                 e[k] = (delta - d32.astype(np.float64)) + (d32 - c).astype(F).astype(np.float64) \
                     if dtype == "f64" else (d32 - c).astype(np.float64)
             cs.append(c)
-        acc = np.zeros(x.size, F)
-        for c in cs:  # rank order
-            acc = (acc + c).astype(F)
-        avg = (acc / F(K)).astype(F)
-        if dw:  # lines 21-23
-            D = (es + avg).astype(F)
-            u = compress_tensors(spec, D, counts)
-            es = (D - u).astype(F)
-        else:
-            u = avg
+        u, es = server_step(cs, es, dw, spec, counts)
         x = round_to(dtype, wide(x - u.astype(np.float64)))  # line 25
         traj.append(x.copy())
     return np.array(traj)

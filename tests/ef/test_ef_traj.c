@@ -9,22 +9,15 @@
 
 static const float lr = 0.05f, mu = 0.9f;
 
-/* g = A^T (A x - b) / M, accumulated in double (the reference does the same in float64) */
+/* the gradient rounded to float32 */
 static void grad(const float *x, float *g)
 {
-    double r[M];
-    for (int i = 0; i < M; i++) {
-        double acc = 0;
-        for (int j = 0; j < NP; j++)
-            acc += (double)A[i][j] * x[j];
-        r[i] = acc - b[i];
-    }
-    for (int j = 0; j < NP; j++) {
-        double acc = 0;
-        for (int i = 0; i < M; i++)
-            acc += (double)A[i][j] * r[i];
-        g[j] = (float)(acc / M);
-    }
+    double xd[NP], gd[NP];
+    for (int j = 0; j < NP; j++)
+        xd[j] = x[j];
+    grad_f64(xd, gd);
+    for (int j = 0; j < NP; j++)
+        g[j] = (float)gd[j];
 }
 
 typedef struct run {

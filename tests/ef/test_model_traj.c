@@ -48,22 +48,12 @@ static double wide(double v)
     return dt == TERSE_DTYPE_FLOAT64 ? v : (double)(float)v;
 }
 
-/* g = A^T (A x - b) / M in double, rounded to the widened type (the reference does the same) */
+/* the gradient rounded to the widened type */
 static void grad(const double *x, double *g)
 {
-    double r[M];
-    for (int i = 0; i < M; i++) {
-        double acc = 0;
-        for (int j = 0; j < NP; j++)
-            acc += (double)A[i][j] * x[j];
-        r[i] = acc - b[i];
-    }
-    for (int j = 0; j < NP; j++) {
-        double acc = 0;
-        for (int i = 0; i < M; i++)
-            acc += (double)A[i][j] * r[i];
-        g[j] = wide(acc / M);
-    }
+    grad_f64(x, g);
+    for (int j = 0; j < NP; j++)
+        g[j] = wide(g[j]);
 }
 
 typedef struct run {

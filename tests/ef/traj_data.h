@@ -26,6 +26,24 @@ static void make_data(int rank)
     }
 }
 
+/* g = A^T (A x - b) / M in double (the reference does the same in float64); callers round */
+static void grad_f64(const double *x, double *g)
+{
+    double r[M];
+    for (int i = 0; i < M; i++) {
+        double acc = 0;
+        for (int j = 0; j < NP; j++)
+            acc += (double)A[i][j] * x[j];
+        r[i] = acc - b[i];
+    }
+    for (int j = 0; j < NP; j++) {
+        double acc = 0;
+        for (int i = 0; i < M; i++)
+            acc += (double)A[i][j] * r[i];
+        g[j] = acc / M;
+    }
+}
+
 /* Collective over MPI_COMM_WORLD: rank 0 writes header (K, NP, M, T), every rank's (A | b)
  * rows as float32, then the trajectory's bytes. */
 static void write_traj(const char *path, int T, const void *traj, size_t traj_bytes)
