@@ -7,6 +7,9 @@
  *                                        after posting its first send of round STEP
  *                                        (TERSE_FAULT_INJECT=kill, the engine's test hook)
  *   test_peer_death ef SPEC STEP          the same inside terse_ef_exchange
+ *   test_peer_death model SPEC STEP       the same inside the model-level step (terse_model_*),
+ *                                        in its second bucket's exchange, after the first
+ *                                        bucket's succeeded (its e_s must be rolled back)
  *   test_peer_death thread SPEC           a thread SIGKILLs the process while the main thread
  *                                        runs EF exchanges in a loop (death at any point)
  * The algorithm comes from TERSE_COMPRESSED_ALGO; TERSE_TEST_MAY_DIE tells the launcher. */
@@ -263,6 +266,53 @@ static int mode_ef(terse_comm_h comm, const terse_compressor_t *c)
     return 0;
 }
 
+/* seq 1: set_point's digest allgather; seq 2: bucket 0 (a good exchange); seq 3: bucket 1, the
+ * last rank dies inside it. The survivors' parameters go back to x_{t+1/2}, the state (x_t,
+ * e_k, e_s: bucket 0 had written its e_s) is as before the step. */
+static int mode_model(terse_comm_h comm, const terse_compressor_t *c)
+{
+    static const size_t ends[NT] = {1, 2};
+    terse_model_tensor_t ts[NT] = {{1, N, TERSE_DTYPE_FLOAT32}, {2, N, TERSE_DTYPE_FLOAT32}};
+    terse_model_params_t p = {.field_mask = TERSE_MODEL_FIELD_DOUBLE_WAY | TERSE_MODEL_FIELD_BUCKETS,
+                              .mode = TERSE_EF_MODE_SAEF, .compressor = c, .ntensors = NT,
+                              .tensors = ts, .double_way = 1, .nbuckets = NT, .bucket_end = ends};
+    terse_model_h m = NULL;
+    CHECK(terse_model_create(comm, &p, &m) == TERSE_OK, "model create");
+    float *prm[NT], *xh[NT];
+    for (int j = 0; j < NT; j++) {
+        prm[j] = malloc(N * 4), xh[j] = malloc(N * 4);
+        fill(prm[j], N, (uint64_t)(j * 17)); /* the same on every rank: a consensus model */
+    }
+    CHECK(terse_model_set_point(m, (const void *const *)prm) == TERSE_OK, "set_point: %s",
+          terse_comm_last_error(comm));
+    size_t len = terse_model_save_size(m), w;
+    uint8_t *before = malloc(len), *after = malloc(len);
+    terse_model_save(m, before, len, &w);
+    for (int j = 0; j < NT; j++) {
+        memcpy(xh[j], prm[j], N * 4);
+        fill(prm[j], N, (uint64_t)(rank * 131 + j)); /* x' */
+    }
+    double t0 = now();
+    terse_status_t st = terse_model_post(m, 0, (void *const *)prm);
+    if (st == TERSE_OK)
+        st = terse_model_post(m, 1, (void *const *)prm);
+    if (st == TERSE_OK)
+        st = terse_model_finish(m, (void *const *)prm);
+    if (rank == size - 1) {
+        fprintf(stderr, "rank %d: survived its own death (%s)\n", rank, terse_status_name(st));
+        return 3;
+    }
+    expect_peer_failed(comm, st, t0, "model step");
+    terse_model_save(m, after, len, &w);
+    CHECK(!memcmp(before, after, len), "model state changed by the failed step");
+    CHECK(terse_model_step(m) == 0, "model step count moved");
+    for (int j = 0; j < NT; j++)
+        CHECK(!memcmp(prm[j], xh[j], N * 4), "tensor %d: parameters not back at x_half", j);
+    expect_broken(comm);
+    terse_model_destroy(m);
+    return 0;
+}
+
 static void *killer(void *arg)
 {
     usleep((useconds_t)(uintptr_t)arg);
@@ -308,10 +358,12 @@ int main(int argc, char **argv)
     const char *r = getenv("TERSE_RANK"), *s = getenv("TERSE_SIZE");
     rank = r ? atoi(r) : 0;
     size = s ? atoi(s) : 1;
-    if (!strcmp(mode, "compressed") || !strcmp(mode, "ef")) {
-        /* seq 0 is the first allreduce, seq 1 a good call, seq 2 the one the last rank dies in */
+    if (!strcmp(mode, "compressed") || !strcmp(mode, "ef") || !strcmp(mode, "model")) {
+        /* seq 0 is the first allreduce, seq 1 a good call, seq 2 the one the last rank dies in
+         * (the model step: seq 3, its second bucket) */
         char spec[96];
-        snprintf(spec, sizeof(spec), "kill:rank=%d,seq=2,step=%s", size - 1, argc > 3 ? argv[3] : "0");
+        snprintf(spec, sizeof(spec), "kill:rank=%d,seq=%d,step=%s", size - 1,
+                 strcmp(mode, "model") ? 2 : 3, argc > 3 ? argv[3] : "0");
         setenv("TERSE_FAULT_INJECT", spec, 1);
     }
     terse_comm_h comm;
@@ -341,6 +393,8 @@ int main(int argc, char **argv)
         rc = mode_compressed(comm, &c);
     else if (!strcmp(mode, "ef"))
         rc = mode_ef(comm, &c);
+    else if (!strcmp(mode, "model"))
+        rc = mode_model(comm, &c);
     else if (!strcmp(mode, "thread"))
         rc = mode_thread(comm, &c);
     else {
