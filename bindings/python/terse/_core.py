@@ -105,7 +105,7 @@ class _MpiOob:
                 self.comm.Allgather([s, MPI.BYTE], [r, MPI.BYTE])
                 return C.OK
             except Exception:  # never let an exception cross into C
-                return -10  # TERSE_ERR_BOOTSTRAP
+                return C.ERR_BOOTSTRAP
         self.fn = C.OOB_ALLGATHER_FUNC(allgather)  # kept alive by self
 
     def struct(self):
