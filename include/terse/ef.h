@@ -93,6 +93,11 @@ TERSE_API terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d,
 /** Completed exchanges (the t of Algorithm 1). */
 TERSE_API uint64_t terse_ef_step(terse_ef_h ef);
 
+/** 1 if the next terse_ef_prepare averages the errors across ranks (and is then collective):
+ *  mode EF or SAEF, a period p with (step + 1) % p == 0, and no averaging done yet at this
+ *  step; 0 otherwise (also for NULL). Local. */
+TERSE_API int terse_ef_averaging_due(terse_ef_h ef);
+
 /** Bytes this rank sent in the successful exchanges of this state (the compressed messages as
  *  terse_request_bytes_sent counts them; error averaging excluded). Not saved in checkpoints. */
 TERSE_API uint64_t terse_ef_bytes_sent(terse_ef_h ef);

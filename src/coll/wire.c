@@ -39,12 +39,11 @@ uint64_t terse__digest(const void *data, size_t len, uint64_t seed)
 
 uint8_t terse__sum_mode_configured(void)
 {
-    const char *v = terse__config()->checksum;
-    if (!strcmp(v, "all"))
-        return TERSE_SUM_MODE_ALL;
-    if (!strcmp(v, "none"))
-        return TERSE_SUM_MODE_NONE;
-    return TERSE_SUM_MODE_COMPRESSED;
+    switch (terse__config()->checksum_id) {
+    case TERSE__CHECKSUM_ALL: return TERSE_SUM_MODE_ALL;
+    case TERSE__CHECKSUM_NONE: return TERSE_SUM_MODE_NONE;
+    default: return TERSE_SUM_MODE_COMPRESSED;
+    }
 }
 
 int terse__sum_mode_valid(unsigned mode)

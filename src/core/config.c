@@ -24,7 +24,55 @@ typedef struct cfg_entry {
     const char *doc;
 } cfg_entry_t;
 
+/* A CFG_CHOICE that requests read, also kept as an enum: its words indexed by the enum's
+ * values (in the order of the doc's words), the string's field and the enum's. */
+typedef struct cfg_enum {
+    const char *name;
+    const char *const *words;
+    size_t nwords;
+    size_t str_offset;
+    size_t enum_offset;
+} cfg_enum_t;
+
 #define FIELD(f) offsetof(terse__config_t, f), sizeof(((terse__config_t *)0)->f)
+
+/* The words of each enum-backed choice, in the order of its doc's words below. */
+static const char *const allreduce_algo_words[] = {
+    [TERSE__ALLREDUCE_ALGO_AUTO] = "auto",
+    [TERSE__ALLREDUCE_ALGO_RECURSIVE_DOUBLING] = "recursive_doubling",
+    [TERSE__ALLREDUCE_ALGO_RING] = "ring",
+};
+static const char *const compressed_algo_words[] = {
+    [TERSE__CMP_ALGO_AUTO] = "auto",
+    [TERSE__CMP_ALGO_SPARSE_ALLGATHER] = "sparse_allgather",
+    [TERSE__CMP_ALGO_SPARSE_RS_AG] = "sparse_rs_ag",
+    [TERSE__CMP_ALGO_SIGN_ALLGATHER] = "sign_allgather",
+    [TERSE__CMP_ALGO_SIGN_A2A_AG] = "sign_a2a_ag",
+    [TERSE__CMP_ALGO_DENSE] = "dense",
+};
+static const char *const hierarchy_words[] = {
+    [TERSE__HIERARCHY_NONE] = "none",
+    [TERSE__HIERARCHY_NODE] = "node",
+};
+static const char *const checksum_words[] = {
+    [TERSE__CHECKSUM_COMPRESSED] = "compressed",
+    [TERSE__CHECKSUM_ALL] = "all",
+    [TERSE__CHECKSUM_NONE] = "none",
+};
+_Static_assert(sizeof(allreduce_algo_words) / sizeof(char *) == TERSE__ALLREDUCE_ALGO_LAST,
+               "a word per TERSE_ALLREDUCE_ALGO choice");
+_Static_assert(sizeof(compressed_algo_words) / sizeof(char *) == TERSE__CMP_ALGO_LAST,
+               "a word per TERSE_COMPRESSED_ALGO choice");
+_Static_assert(sizeof(hierarchy_words) / sizeof(char *) == TERSE__HIERARCHY_LAST,
+               "a word per TERSE_HIERARCHY choice");
+_Static_assert(sizeof(checksum_words) / sizeof(char *) == TERSE__CHECKSUM_LAST,
+               "a word per TERSE_CHECKSUM choice");
+/* load() stores the index through an int. */
+_Static_assert(sizeof(terse__allreduce_algo_t) == sizeof(int) &&
+                   sizeof(terse__cmp_algo_choice_t) == sizeof(int) &&
+                   sizeof(terse__hierarchy_t) == sizeof(int) &&
+                   sizeof(terse__checksum_t) == sizeof(int),
+               "choice enums are int-sized");
 
 /* The one table of TERSE_* variables. README's configuration table mirrors it. */
 static const cfg_entry_t cfg_table[] = {
@@ -85,6 +133,17 @@ static const cfg_entry_t cfg_table[] = {
     {"TERSE_C10D_MODULE", "", CFG_STRING, FIELD(c10d_module),
      "path of the torch backend's extension (_c10d*.so) for terse.torch to load instead of "
      "the installed one (build trees, tests)"},
+};
+
+#define CHOICE_ENUM(env, w, str, id)                                                   \
+    {env, w, sizeof(w) / sizeof(w[0]), offsetof(terse__config_t, str),                   \
+     offsetof(terse__config_t, id)}
+static const cfg_enum_t cfg_enums[] = {
+    CHOICE_ENUM("TERSE_ALLREDUCE_ALGO", allreduce_algo_words, allreduce_algo, allreduce_algo_id),
+    CHOICE_ENUM("TERSE_COMPRESSED_ALGO", compressed_algo_words, compressed_algo,
+                compressed_algo_id),
+    CHOICE_ENUM("TERSE_HIERARCHY", hierarchy_words, hierarchy, hierarchy_id),
+    CHOICE_ENUM("TERSE_CHECKSUM", checksum_words, checksum, checksum_id),
 };
 
 static terse__config_t cfg;
@@ -170,6 +229,54 @@ static int apply(terse__config_t *c, const cfg_entry_t *e, const char *v)
     return -1;
 }
 
+/* 1 if the words that start @p doc are @p en's, in order: the doc is what users read and what
+ * apply() accepts, the words give the enum's values. */
+static int words_match_doc(const cfg_enum_t *en, const char *doc)
+{
+    const char *w = doc, *end = doc + strcspn(doc, ":");
+    size_t i = 0;
+    for (; w < end && i < en->nwords; i++) {
+        size_t wl = strcspn(w, "|:");
+        if (wl != strlen(en->words[i]) || strncmp(w, en->words[i], wl) != 0)
+            return 0;
+        w += wl + 1;
+    }
+    return w >= end && i == en->nwords;
+}
+
+/* The enums of the (validated) choices in @p c: parsed here once, so requests compare no
+ * strings. A word the enum lacks is a bug (the two lists drifted), logged, and reads as 0. */
+static void set_choice_enums(terse__config_t *c)
+{
+    for (size_t k = 0; k < sizeof(cfg_enums) / sizeof(cfg_enums[0]); k++) {
+        const cfg_enum_t *en = &cfg_enums[k];
+        const char *v = (const char *)c + en->str_offset;
+        size_t i = 0;
+        while (i < en->nwords && strcmp(en->words[i], v) != 0)
+            i++;
+        if (i == en->nwords) {
+            terse_log_error("%s: '%s' has no enum value (a bug)", en->name, v);
+            i = 0;
+        }
+        *(int *)((char *)c + en->enum_offset) = (int)i;
+    }
+}
+
+static void check_choice_enums(void)
+{
+    const size_t n = sizeof(cfg_table) / sizeof(cfg_table[0]);
+    for (size_t k = 0; k < sizeof(cfg_enums) / sizeof(cfg_enums[0]); k++) {
+        size_t i = 0;
+        while (i < n && strcmp(cfg_table[i].name, cfg_enums[k].name) != 0)
+            i++;
+        if (i == n || cfg_table[i].type != CFG_CHOICE ||
+            cfg_table[i].offset != cfg_enums[k].str_offset ||
+            !words_match_doc(&cfg_enums[k], cfg_table[i].doc))
+            terse_log_error("%s: its table entry and its enum's words differ (a bug)",
+                            cfg_enums[k].name);
+    }
+}
+
 /* Parses into a copy and writes the shared table only when a value changed: a reload (every
  * terse_comm_create does one) must not disturb threads reading the configuration meanwhile,
  * e.g. libterse_pmpi creating one communicator while a collective runs on another. */
@@ -190,6 +297,7 @@ static void load(void)
                        cfg_table[i].dflt, cfg_table[i].doc);
         }
     }
+    set_choice_enums(&next);
     if (memcmp(&next, &cfg, sizeof(cfg)) != 0)
         memcpy(&cfg, &next, sizeof(cfg));
     if (terse__log_level_current != cfg.log_level)
@@ -207,15 +315,21 @@ static void load(void)
     }
 }
 
+static void first_load(void)
+{
+    check_choice_enums();
+    load();
+}
+
 const terse__config_t *terse__config(void)
 {
-    pthread_once(&cfg_once, load);
+    pthread_once(&cfg_once, first_load);
     return &cfg;
 }
 
 void terse__config_reload(void)
 {
-    pthread_once(&cfg_once, load);
+    pthread_once(&cfg_once, first_load);
     pthread_mutex_lock(&cfg_lock);
     load();
     pthread_mutex_unlock(&cfg_lock);

@@ -5,6 +5,38 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* Choice-valued settings that requests consult, parsed once per (re)load into these enums so
+ * that no request compares strings. The words are config.c's (*_words): keep them in step. */
+typedef enum terse__allreduce_algo {
+    TERSE__ALLREDUCE_ALGO_AUTO = 0,
+    TERSE__ALLREDUCE_ALGO_RECURSIVE_DOUBLING,
+    TERSE__ALLREDUCE_ALGO_RING,
+    TERSE__ALLREDUCE_ALGO_LAST
+} terse__allreduce_algo_t;
+
+typedef enum terse__cmp_algo_choice {
+    TERSE__CMP_ALGO_AUTO = 0,
+    TERSE__CMP_ALGO_SPARSE_ALLGATHER,
+    TERSE__CMP_ALGO_SPARSE_RS_AG,
+    TERSE__CMP_ALGO_SIGN_ALLGATHER,
+    TERSE__CMP_ALGO_SIGN_A2A_AG,
+    TERSE__CMP_ALGO_DENSE,
+    TERSE__CMP_ALGO_LAST
+} terse__cmp_algo_choice_t;
+
+typedef enum terse__hierarchy {
+    TERSE__HIERARCHY_NONE = 0,
+    TERSE__HIERARCHY_NODE,
+    TERSE__HIERARCHY_LAST
+} terse__hierarchy_t;
+
+typedef enum terse__checksum {
+    TERSE__CHECKSUM_COMPRESSED = 0,
+    TERSE__CHECKSUM_ALL,
+    TERSE__CHECKSUM_NONE,
+    TERSE__CHECKSUM_LAST
+} terse__checksum_t;
+
 typedef struct terse__config {
     int log_level;
     double timeout;          /* seconds a collective waits for a peer */
@@ -28,6 +60,11 @@ typedef struct terse__config {
     int pmpi_progress_thread;  /* libterse_pmpi: progress thread for its communicators */
     char rank_env[32], size_env[32], root_addr[256]; /* env bootstrap */
     char c10d_module[512]; /* read by terse.torch (Python), declared here for terse_info */
+    /* The choices above as enums (the strings stay for printing and names). */
+    terse__allreduce_algo_t allreduce_algo_id;
+    terse__cmp_algo_choice_t compressed_algo_id;
+    terse__hierarchy_t hierarchy_id;
+    terse__checksum_t checksum_id;
 } terse__config_t;
 
 /* Parsed once (thread-safe); later calls return the same object. */

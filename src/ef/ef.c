@@ -127,6 +127,11 @@ static int averaging_due(const terse_ef_h ef)
            ef->averaged_step != ef->step + 1;
 }
 
+int terse_ef_averaging_due(terse_ef_h ef)
+{
+    return ef ? averaging_due(ef) : 0;
+}
+
 /* e_k and the staging are the same size and placement: a finished step's staging holds the
  * new e_k, so the two trade places instead of copying N floats. */
 static void swap_errors(terse_ef_h ef)

@@ -260,6 +260,23 @@ def test_error_feedback_matches_reference(comm, spec, mode, period, double_way):
         assert np.array_equal(_bits(x2[j]), _bits(x[j]))
 
 
+def test_error_feedback_averaging_due_follows_c(comm):
+    """averaging_due is the library's rule: due at steps t with (t + 1) % period == 0, and no
+    longer due once prepare() has averaged at that step (it used to stay True)."""
+    ef = terse.ErrorFeedback([4], "topk:0.5", "ef", 2, comm=comm)
+    none = terse.ErrorFeedback([4], "topk:0.5", "none", 2, comm=comm)
+    x = [np.ones(4, np.float32)]
+    due = []
+    for t in range(4):
+        due.append(ef.averaging_due)
+        assert not none.averaging_due
+        ef.prepare(x)
+        if due[-1]:
+            assert not ef.averaging_due, t
+        ef.exchange([np.full(4, 0.1 * (comm.rank + 1), np.float32)])
+    assert due == [False, True, False, True]
+
+
 def test_error_feedback_nan_leaves_state_unchanged(comm):
     ef = terse.ErrorFeedback([5, 4], "topk:0.4", "saef", 2, True, ids=[1, 2], comm=comm)
     d = [np.linspace(0.1, 0.5, 5).astype(np.float32) * (comm.rank + 1), np.ones(4, np.float32)]

@@ -1,7 +1,11 @@
 """Thin 1:1 ctypes layer over libterse.so (the C API in include/terse/).
 
 Every function here mirrors one C function; argument and result types follow the headers.
-Nothing here raises on a status: callers turn statuses into TerseError (see _errors.py).
+Nothing here raises on a status: callers turn statuses into TerseError (_core.py, check()).
+
+The constants and ctypes structs below are copies of include/terse/: the CTest python.capi
+(tests/python/check_capi.py) compares them, values, members, offsets and sizes, with the
+headers as compiled, so a header change this file does not follow fails the tests.
 
 Finding the library, in order: $TERSE_LIBRARY (a path to libterse.so), the path recorded at
 install time in _libpath.py, then the dynamic loader's search path ("libterse.so.0").
@@ -18,19 +22,20 @@ c_model = ctypes.c_void_p
 # enum terse_dtype (include/terse/types.h)
 DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_FLOAT16, DTYPE_BFLOAT16 = 0, 1, 2, 3
 DTYPE_INT8, DTYPE_INT16, DTYPE_INT32, DTYPE_INT64, DTYPE_UINT8 = 4, 5, 6, 7, 8
-# enum terse_op
+# enum terse_op (include/terse/types.h)
 OP_SUM, OP_AVG, OP_MIN, OP_MAX, OP_PROD = 0, 1, 2, 3, 4
-# enum terse_status
+# enum terse_status (include/terse/status.h)
 OK, INPROGRESS = 0, 1
-ERR_INVALID_ARG, ERR_NO_MEMORY, ERR_MISMATCH, ERR_NONFINITE = -1, -2, -5, -7
-ERR_CORRUPT, ERR_NOT_SUPPORTED, ERR_BUSY, ERR_INTERNAL = -8, -9, -12, -13
+ERR_INVALID_ARG, ERR_NO_MEMORY, ERR_TRANSPORT, ERR_TIMEOUT = -1, -2, -3, -4
+ERR_MISMATCH, ERR_PEER_FAILED, ERR_NONFINITE, ERR_CORRUPT = -5, -6, -7, -8
+ERR_NOT_SUPPORTED, ERR_BOOTSTRAP, ERR_IO, ERR_BUSY, ERR_INTERNAL = -9, -10, -11, -12, -13
 UNDEFINED = -1  # TERSE_UNDEFINED: terse_comm_split color of a rank that joins no communicator
-# terse_comm_params field_mask bits
+# terse_comm_params field_mask bits (include/terse/comm.h)
 COMM_PARAM_FIELD_OOB = 1 << 0
 COMM_PARAM_FIELD_PROGRESS_THREAD = 1 << 1
 COMM_PARAM_FIELD_HOST_ID = 1 << 2
 COMM_PARAM_FIELD_TIMEOUT = 1 << 3
-# enum terse_compressor_kind
+# enum terse_compressor_kind and field_mask bits (include/terse/compress.h)
 COMPRESSOR_NONE, COMPRESSOR_TOPK, COMPRESSOR_SIGN, COMPRESSOR_RANDK = 0, 1, 2, 3
 COMPRESSOR_INDUCED, COMPRESSOR_FP16, COMPRESSOR_BF16 = 4, 5, 6
 COMPRESSOR_FIELD_SEED = 1 << 0
@@ -191,6 +196,7 @@ _decl("terse_ef_destroy", None, c_ef)
 _decl("terse_ef_prepare", c_status, c_ef, _PP, _PP)
 _decl("terse_ef_exchange", c_status, c_ef, _PP, _PP)
 _decl("terse_ef_step", ctypes.c_uint64, c_ef)
+_decl("terse_ef_averaging_due", _I, c_ef)
 _decl("terse_ef_bytes_sent", ctypes.c_uint64, c_ef)
 _decl("terse_ef_worker_error", ctypes.POINTER(ctypes.c_float), c_ef, _SZ)
 _decl("terse_ef_server_error", ctypes.POINTER(ctypes.c_float), c_ef, _SZ)

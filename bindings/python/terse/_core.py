@@ -105,7 +105,7 @@ class _MpiOob:
                 self.comm.Allgather([s, MPI.BYTE], [r, MPI.BYTE])
                 return C.OK
             except Exception:  # never let an exception cross into C
-                return -10  # TERSE_ERR_BOOTSTRAP
+                return C.ERR_BOOTSTRAP
         self.fn = C.OOB_ALLGATHER_FUNC(allgather)  # kept alive by self
 
     def struct(self):
@@ -126,8 +126,15 @@ class _SelfOob:
 
 
 def _default_oob():
+    """The bootstrap of ``Comm()``. The C library decides only between a given out-of-band
+    allgather and its environment rendezvous (no OOB: TERSE_RANK/TERSE_SIZE/TERSE_ROOT_ADDR,
+    validated and reported by C). MPI and the single-process fallback must be decided here:
+    libterse itself does not link MPI (terse_comm_create_mpi lives in libterse_mpi, which
+    this binding does not load; mpi4py provides the allgather), and C treats a missing
+    bootstrap as an error rather than guessing size 1. So Python only chooses which OOB to
+    pass, and hands every rendezvous detail to C."""
     if "TERSE_RANK" in os.environ:
-        return None  # the library's TCP rendezvous (TERSE_RANK/TERSE_SIZE/TERSE_ROOT_ADDR)
+        return None  # C's environment rendezvous (it checks TERSE_SIZE/TERSE_ROOT_ADDR)
     if _under_mpirun():
         return _MpiOob()
     return _SelfOob()
@@ -730,9 +737,9 @@ class ErrorFeedback:
 
     @property
     def averaging_due(self):
-        """True if prepare() may average the errors across ranks now (it is then collective)."""
-        return (self.mode != "none" and self.period > 0
-                and (self.step + 1) % self.period == 0)
+        """True if prepare() averages the errors across ranks now (it is then collective): the
+        library's own rule (terse_ef_averaging_due), so also False once this step averaged."""
+        return bool(C.terse_ef_averaging_due(self.handle))
 
     def _borrowed(self, fn, j):
         if not 0 <= j < self.ntensors:

@@ -35,6 +35,7 @@ import ctypes
 import pickle
 import threading
 import time
+from collections import namedtuple
 
 import numpy as np
 
@@ -47,6 +48,22 @@ DEADLOCK_GRACE_S = 1.0
 IDLE_SLEEP_MIN_S = 0.0005
 IDLE_SLEEP_MAX_S = 0.005  # idle cycles back off: peers spin (yielding) while we sleep
 
+# Signatures: what must be equal on every rank for a name to run (they travel pickled and are
+# compared with ==, field by field). The first field is always the kind; "call" ops (ddp.py,
+# _call_async) bring a plain tuple of their own. shape: the whole shape, except allgather and
+# alltoall, whose first dimension may differ across ranks (shape[1:]); code: the terse dtype.
+AllreduceSig = namedtuple("AllreduceSig", "kind dtype shape op code prescale postscale")
+ReducescatterSig = namedtuple("ReducescatterSig", "kind dtype shape op code prescale postscale")
+BroadcastSig = namedtuple("BroadcastSig", "kind dtype shape root code")
+AllgatherSig = namedtuple("AllgatherSig", "kind dtype shape code")
+AlltoallSig = namedtuple("AlltoallSig", "kind dtype shape code")
+CallreduceSig = namedtuple("CallreduceSig", "kind spec count step tid double_way with_error")
+BarrierSig = namedtuple("BarrierSig", "kind")
+JoinSig = namedtuple("JoinSig", "kind")
+# What a compressed allreduce op needs beyond its arrays (local: never sent). error and
+# server_error: float32 arrays e_k and e_s, or None.
+CallreduceCtx = namedtuple("CallreduceCtx", "compressor tid step double_way error server_error")
+
 
 class _Op:
     __slots__ = ("kind", "name", "sig", "extra", "array", "code", "out", "event", "error",
@@ -57,14 +74,14 @@ class _Op:
         self.kind = kind  # allreduce | allgather | broadcast | barrier | callreduce | call |
         #                   alltoall | reducescatter | join
         self.name = name
-        self.sig = sig  # must be equal on all ranks
+        self.sig = sig  # must be equal on all ranks: one of the *Sig tuples above
         self.extra = extra  # may differ: allgather first dim, alltoall splits
         self.array = array  # numpy input (contiguous)
         self.code = code  # terse dtype code
         self.out = out  # numpy output (allreduce: may be array itself)
         self.finish = finish  # called in the engine thread after success (numpy post-processing)
         self.fn = fn  # call: run in the engine thread, its return value becomes ``result``
-        self.ctx = ctx  # callreduce: (Compressor, tensor id, step, double_way, error, server_error)
+        self.ctx = ctx  # callreduce: a CallreduceCtx
         self.bytes_sent = 0  # callreduce: bytes this rank sent for the (fused) C call
         self.result = None
         self.extras = None  # every rank's extra, once negotiated
@@ -299,10 +316,10 @@ class Engine:
         for op in ops:
             try:
                 if op.kind == "allreduce" and op.array.nbytes < FUSION_BYTES:
-                    fuse.setdefault((op.code, op.sig[3]), []).append(op)
+                    fuse.setdefault((op.code, op.sig.op), []).append(op)
                 elif op.kind == "callreduce":
-                    comp, _, step, dw = op.ctx[:4]
-                    cfuse.setdefault((comp.spec, step, dw), []).append(op)
+                    c = op.ctx
+                    cfuse.setdefault((c.compressor.spec, c.step, c.double_way), []).append(op)
                 else:
                     self._run_one(op)
             except TerseError as e:
@@ -335,9 +352,9 @@ class Engine:
                 return
         elif op.kind == "allreduce":
             check(C.terse_allreduce(h, _p(op.array), _p(op.out), op.array.size, op.code,
-                                    op.sig[3]), h, "allreduce %r" % op.name)
+                                    op.sig.op), h, "allreduce %r" % op.name)
         elif op.kind == "broadcast":
-            check(C.terse_bcast(h, _p(op.array), op.array.size, op.code, op.sig[3]), h,
+            check(C.terse_bcast(h, _p(op.array), op.array.size, op.code, op.sig.root), h,
                   "broadcast %r" % op.name)
         elif op.kind == "allgather":
             row = int(np.prod(op.array.shape[1:], dtype=np.int64))
@@ -372,12 +389,12 @@ class Engine:
     def _run_reducescatter(self, op):
         """Rows of dim 0 scattered by split_rows; the block is that slice of the allreduce."""
         h = self.comm.handle
-        shape = op.sig[2]
+        shape = op.sig.shape
         row = int(np.prod(shape[1:], dtype=np.int64))
         rows = split_rows(shape[0], self.size)
         op.out = np.empty((rows[self.rank],) + tuple(shape[1:]), op.array.dtype)
         cnt = (ctypes.c_size_t * self.size)(*[n * row for n in rows])
-        check(C.terse_reduce_scatter_v(h, _p(op.array), _p(op.out), cnt, op.code, op.sig[3]),
+        check(C.terse_reduce_scatter_v(h, _p(op.array), _p(op.out), cnt, op.code, op.sig.op),
               h, "reducescatter %r" % op.name)
 
     def _run_fused_allreduce(self, group, code, opc):
@@ -406,12 +423,13 @@ class Engine:
     def _run_compressed(self, group):
         """One C compressed allreduce (terse_compressed_allreduce) of every op of the group, one
         tensor per op; on any error every op of the group fails (on every rank)."""
-        comp, _, step, dw = group[0].ctx[:4]
+        c = group[0].ctx
         try:
             outs = self.comm.compressed_allreduce(
-                [op.array for op in group], comp, [op.ctx[1] for op in group], step,
-                error=[op.ctx[4] for op in group], server_error=[op.ctx[5] for op in group],
-                out=[op.out for op in group], double_way=dw)
+                [op.array for op in group], c.compressor, [op.ctx.tid for op in group], c.step,
+                error=[op.ctx.error for op in group],
+                server_error=[op.ctx.server_error for op in group],
+                out=[op.out for op in group], double_way=c.double_way)
         except TerseError as e:
             for op in group:
                 op.fail(e)
@@ -425,22 +443,23 @@ class Engine:
 def _stand_in(name, sig, extras):
     """The op a joined rank runs for ``name`` (announced by the others with ``sig``): the
     kinds below carry their shape, dtype code and reduction op in the signature."""
-    kind = sig[0]
-    if kind in ("allreduce", "reducescatter"):  # (kind, dtype, shape, op, code, ...)
-        a = np.zeros(sig[2], _CODE_NP[sig[4]])
-        return _Op(kind, name, sig, 0, a, sig[4], np.empty_like(a))
-    if kind == "allgather":  # (kind, dtype, shape[1:], code): no rows
-        return _Op(kind, name, sig, 0, np.zeros((0,) + tuple(sig[2]), _CODE_NP[sig[3]]), sig[3])
-    if kind == "broadcast":  # (kind, dtype, shape, root, code): receive into scratch
-        return _Op(kind, name, sig, 0, np.zeros(sig[2], _CODE_NP[sig[4]]), sig[4])
+    kind = sig[0]  # sig.kind, but "call" signatures are plain tuples
+    if kind in ("allreduce", "reducescatter"):
+        a = np.zeros(sig.shape, _CODE_NP[sig.code])
+        return _Op(kind, name, sig, 0, a, sig.code, np.empty_like(a))
+    if kind == "allgather":  # no rows
+        return _Op(kind, name, sig, 0, np.zeros((0,) + tuple(sig.shape), _CODE_NP[sig.code]),
+                   sig.code)
+    if kind == "broadcast":  # receive into scratch
+        return _Op(kind, name, sig, 0, np.zeros(sig.shape, _CODE_NP[sig.code]), sig.code)
     return _Op(kind, name, sig)  # barrier, join; the others are refused by _join_refusal
 
 
 def _join_refusal(op, absent):
     """The error for running ``op`` while the ranks ``absent`` have joined, or None."""
-    if op.kind == "broadcast" and op.sig[3] in absent:
+    if op.kind == "broadcast" and op.sig.root in absent:
         return TerseError(C.ERR_INVALID_ARG, "broadcast %r: root rank %d has already joined"
-                          % (op.name, op.sig[3]))
+                          % (op.name, op.sig.root))
     if op.kind in ("alltoall", "call", "callreduce"):
         return TerseError(C.ERR_NOT_SUPPORTED, "%s %r is not supported once ranks %s have "
                           "joined" % (op.kind, op.name, absent))

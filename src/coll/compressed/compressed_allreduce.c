@@ -8,19 +8,21 @@
 
 #include <string.h>
 
-static const terse__algo_t *const by_name[] = {
-    &terse__cmp_sparse_allgather_algo, &terse__cmp_sparse_rs_ag_algo,
-    &terse__cmp_sign_allgather_algo,   &terse__cmp_sign_a2a_ag_algo,
-    &terse__cmp_dense_algo,
+/* TERSE_COMPRESSED_ALGO's choices other than auto. */
+static const terse__algo_t *const by_choice[TERSE__CMP_ALGO_LAST] = {
+    [TERSE__CMP_ALGO_SPARSE_ALLGATHER] = &terse__cmp_sparse_allgather_algo,
+    [TERSE__CMP_ALGO_SPARSE_RS_AG] = &terse__cmp_sparse_rs_ag_algo,
+    [TERSE__CMP_ALGO_SIGN_ALLGATHER] = &terse__cmp_sign_allgather_algo,
+    [TERSE__CMP_ALGO_SIGN_A2A_AG] = &terse__cmp_sign_a2a_ag_algo,
+    [TERSE__CMP_ALGO_DENSE] = &terse__cmp_dense_algo,
 };
 
 /* Same inputs on every rank (they are part of the signature), so every rank picks the same. */
 static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t *p)
 {
-    const char *want = terse__config()->compressed_algo;
-    for (size_t i = 0; i < sizeof(by_name) / sizeof(by_name[0]); i++)
-        if (!strcmp(want, by_name[i]->name))
-            return by_name[i];
+    terse__cmp_algo_choice_t want = terse__config()->compressed_algo_id;
+    if (want != TERSE__CMP_ALGO_AUTO)
+        return by_choice[want];
     (void)comm;
     int K = p->K;
     int sign = p->c.kind == TERSE_COMPRESSOR_SIGN;
@@ -53,8 +55,8 @@ static int use_hierarchy(terse_comm_h comm)
 {
     static int warned;
     const terse__hostgroup_t *hg = &comm->hosts;
-    if (strcmp(terse__config()->hierarchy, "node") != 0)
-        return 0; /* the config table accepts none|node only */
+    if (terse__config()->hierarchy_id != TERSE__HIERARCHY_NODE)
+        return 0;
     int L = hg->host_first[1] - hg->host_first[0], homogeneous = 1;
     for (int h = 1; h < hg->cross_size; h++)
         homogeneous &= hg->host_first[h + 1] - hg->host_first[h] == L;

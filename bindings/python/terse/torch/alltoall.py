@@ -6,7 +6,7 @@ import torch
 
 from .. import _capi as C
 from .._core import TerseError
-from .._engine import _Op
+from .._engine import AlltoallSig, _Op
 from .mpi_ops import _auto_name, _check_tensor, _np, _register, _torch_of, synchronize
 from .process_sets import engine_for, global_process_set
 
@@ -49,7 +49,7 @@ def alltoall_async(tensor, splits=None, name=None, process_set=global_process_se
     name = name if name is not None else _auto_name("alltoall", engine)
     src = tensor.detach().contiguous()
     a, code = _np(src)
-    sig = ("alltoall", str(tensor.dtype), tuple(src.shape[1:]), code)
+    sig = AlltoallSig("alltoall", str(tensor.dtype), tuple(src.shape[1:]), code)
     op = _Op("alltoall", name, sig, tuple(vals), a, code)
     sdtype = splits.dtype if isinstance(splits, torch.Tensor) else torch.int32
     dtype = tensor.dtype

@@ -7,12 +7,12 @@ joined ranks take part with a stand-in (terse._engine): zeros for allreduce and 
 buffer for broadcast. A broadcast from a joined root, alltoall and the compressed ops fail on
 every rank instead. join() returns the rank that joined last, on every rank.
 """
-from .._engine import JOIN_NAME, _Op
+from .._engine import JOIN_NAME, JoinSig, _Op
 from .mpi_ops import _eng, _register, synchronize
 
 
 def join(device=-1):
     """Block until every rank has joined, serving the others' collectives meanwhile; returns
     the rank that joined last. ``device`` is accepted for compatibility (CPU only)."""
-    op = _Op("join", JOIN_NAME, ("join",))
+    op = _Op("join", JOIN_NAME, JoinSig("join"))
     return int(synchronize(_register(_eng(), [op], lambda: op.result)))

@@ -7,7 +7,8 @@ import torch
 
 from .. import _capi as C
 from .._core import Comm, Compressor, TerseError, tensor_id_of
-from .._engine import Engine, _Op
+from .._engine import (AllgatherSig, AllreduceSig, BarrierSig, BroadcastSig, CallreduceCtx,
+                       CallreduceSig, Engine, _Op)
 from . import process_sets as process_sets_
 from .compression import Compression, TerseCompression
 from .process_sets import engine_for, global_process_set
@@ -246,8 +247,8 @@ def _allreduce_op(tensor, output, name, op, prescale_factor, postscale_factor, p
         out = torch.empty_like(src, memory_format=torch.contiguous_format)
     a, code = _np(src)
     o, _ = _np(out)
-    sig = ("allreduce", str(tensor.dtype), tuple(tensor.shape), _TERSE_OP[op], code,
-           float(prescale_factor), float(postscale_factor))
+    sig = AllreduceSig("allreduce", str(tensor.dtype), tuple(tensor.shape), _TERSE_OP[op], code,
+                       float(prescale_factor), float(postscale_factor))
     eop = _Op("allreduce", name, sig, 0, a, code, o)
 
     def post():
@@ -404,11 +405,12 @@ def compressed_allreduce_submit(flat, compressor, name, step, server_error=None,
     tid = tensor_id_of(name)
     if double_way is None:
         double_way = server_error is not None
-    sig = ("callreduce", compressor.spec, flat.size, int(step), tid, bool(double_way),
-           error is not None)
+    sig = CallreduceSig("callreduce", compressor.spec, flat.size, int(step), tid,
+                        bool(double_way), error is not None)
     out = np.empty(flat.size, np.float32)
     return _Op("callreduce", name, sig, 0, flat, C.DTYPE_FLOAT32, out,
-               ctx=(compressor, tid, int(step), bool(double_way), error, server_error))
+               ctx=CallreduceCtx(compressor, tid, int(step), bool(double_way), error,
+                                 server_error))
 
 
 def compressed_allreduce_async(tensor, compression, name=None, step=0):
@@ -436,7 +438,7 @@ def _allgather_op(tensor, name, process_set, what="allgather"):
     if src.dim() == 0:
         src = src.reshape(1)
     a, code = _np(src)
-    sig = ("allgather", str(tensor.dtype), tuple(src.shape[1:]), code)
+    sig = AllgatherSig("allgather", str(tensor.dtype), tuple(src.shape[1:]), code)
     op = _Op("allgather", name, sig, int(src.shape[0]), a, code)
     dtype = tensor.dtype
     return engine, op, lambda: _torch_of(op.out, dtype)
@@ -520,7 +522,7 @@ def _broadcast_async(tensor, output, root_rank, name, process_set=None):
     inplace = output is not None and output.is_contiguous()
     buf = output if inplace else tensor.detach().clone(memory_format=torch.contiguous_format)
     a, code = _np(buf)
-    sig = ("broadcast", str(tensor.dtype), tuple(tensor.shape), root, code)
+    sig = BroadcastSig("broadcast", str(tensor.dtype), tuple(tensor.shape), root, code)
     op = _Op("broadcast", name, sig, 0, a, code)
 
     def post():
@@ -592,7 +594,7 @@ def barrier(process_set=global_process_set):
     """Wait until every rank of ``process_set`` has called barrier (a name-matched op, so it
     is ordered with the set's other collectives)."""
     engine = engine_for(process_set, "barrier")
-    op = _Op("barrier", _auto_name("barrier", engine), ("barrier",))
+    op = _Op("barrier", _auto_name("barrier", engine), BarrierSig("barrier"))
     synchronize(_register(engine, [op], lambda: None))
 
 

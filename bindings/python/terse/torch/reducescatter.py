@@ -6,7 +6,7 @@ import torch
 
 from .. import _capi as C
 from .._core import TerseError
-from .._engine import _Op
+from .._engine import ReducescatterSig, _Op
 from .compression import Compression
 from .mpi_ops import (_TERSE_OP, Adasum, Average, Sum, _auto_name, _check_tensor, _np,
                       _register, _torch_of, allgather_async, scale, synchronize)
@@ -30,8 +30,8 @@ def _reducescatter_op(tensor, name, op, process_set, prescale_factor, postscale_
     name = name if name is not None else _auto_name("reducescatter", engine)
     src = scale(tensor.detach(), prescale_factor).contiguous()
     a, code = _np(src)
-    sig = ("reducescatter", str(tensor.dtype), tuple(src.shape), _TERSE_OP[op], code,
-           float(prescale_factor), float(postscale_factor))
+    sig = ReducescatterSig("reducescatter", str(tensor.dtype), tuple(src.shape), _TERSE_OP[op],
+                           code, float(prescale_factor), float(postscale_factor))
     eop = _Op("reducescatter", name, sig, 0, a, code)
     dtype = tensor.dtype
 
