@@ -156,6 +156,18 @@ enum {
     TERSE__TOPK_ENC_COUNT = 3
 };
 
+/* A single-block Top-K message of a tensor of n elements, validated in full: *idx_p gets its
+ * k indices (the calling thread's scratch, valid until its next decode). */
+terse_status_t terse__topk_single_indices(const terse_compressor_t *c, const void *wire,
+                                          size_t wire_len, size_t n, uint32_t tensor_id,
+                                          uint64_t step, const uint64_t **idx_p, char *msg,
+                                          size_t msglen);
+
+/* A key (|x| bits) with at least k of v[0, n) at or above it and none of the k largest below
+ * (the k-th largest |v| or a lower bound of its bin), 0 < k <= n. Returns 1 if v holds NaN or
+ * Inf, -1 when out of memory, 0 otherwise. */
+int terse__topk_lower_key(const float *v, size_t n, size_t k, uint32_t *key_p);
+
 /* Tests: force the Top-K index encoding (TERSE__TOPK_ENC_*), or -1 for the smallest. */
 void terse__topk_force_encoding(int enc);
 

@@ -489,3 +489,27 @@ const terse__codec_ops_t terse__codec_topk = {
     .add = topk_add,
     .remainder = topk_remainder,
 };
+
+/* ---- pieces for a block split over owners (coll/compressed/split.c) ---- */
+
+terse_status_t terse__topk_single_indices(const terse_compressor_t *c, const void *wire,
+                                          size_t wire_len, size_t n, uint32_t tensor_id,
+                                          uint64_t step, const uint64_t **idx_p, char *msg,
+                                          size_t msglen)
+{
+    /* topk_validate leaves the block's indices in scratch slot 1 */
+    terse_status_t st = terse__decompress_blocks_check(c, wire, wire_len, n, tensor_id, step, 0,
+                                                       1, msg, msglen);
+    if (st != TERSE_OK)
+        return st;
+    *idx_p = terse__compress_scratch(1, 1);
+    return TERSE_OK;
+}
+
+int terse__topk_lower_key(const float *v, size_t n, size_t k, uint32_t *key_p)
+{
+    terse__topk_sel_t sel;
+    int bad = terse__topk_select(terse__ckernels(), v, n, k, &sel, NULL);
+    *key_p = sel.thr;
+    return bad;
+}

@@ -515,12 +515,97 @@ static void test_hier_faults(terse_comm_h comm)
     ef_case_close(&e, "hier");
 }
 
+/* One tensor of one Top-K block, double-way: sparse_rs_ag splits the block over the owners
+ * (coll/compressed/split.c) and must give sparse_allgather's out, worker error and, over the
+ * slice this rank owns, server error; three steps in a row (each reads the e_s before). Sizes
+ * below, at and above K, ratios whose k falls at slice boundaries (k = n: every element), and
+ * data with ties across slices (a few distinct magnitudes) or mostly zeros (the bound is 0). */
+static void single_fill(float *in, size_t n, int mode, int rank, int step)
+{
+    uint64_t s = (uint64_t)(rank * 7919 + step * 104729 + mode + 1);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = lcg(&s);
+        if (mode == 0)
+            in[i] = ((float)(r % 200001) - 100000.0f) / 997.0f;
+        else if (mode == 1)
+            in[i] = (float)((int)(r % 5) - 2); /* ties everywhere, -0.0 never */
+        else
+            in[i] = r % 50 ? 0.0f : (float)((int)(r % 7) - 3) * 0.5f;
+    }
+}
+
+static void test_single(terse_comm_h comm)
+{
+    static const size_t ns[] = {1, 2, 3, 5, 16, 17, 100, 1009, 140001};
+    static const double ratios[] = {0.01, 0.2, 0.25, 0.5, 1.0};
+    int K = test_size, r = test_rank;
+    /* 16 ranks on a few cores: the large size only at the lower counts */
+    size_t nn = sizeof(ns) / sizeof(ns[0]) - (K > 8 ? 1 : 0);
+    for (size_t a = 0; a < nn; a++) {
+        size_t n = ns[a], lo = (size_t)(((unsigned __int128)n * (unsigned)r) / (unsigned)K),
+               hi = (size_t)(((unsigned __int128)n * (unsigned)(r + 1)) / (unsigned)K);
+        for (size_t b = 0; b < sizeof(ratios) / sizeof(ratios[0]); b++) {
+            for (int mode = 0; mode < 3; mode++) {
+                char spec[64];
+                snprintf(spec, sizeof(spec), "topk:%g", ratios[b]);
+                float *buf[2][4];
+                for (int v = 0; v < 2; v++)
+                    for (int j = 0; j < 4; j++)
+                        buf[v][j] = calloc(n, 4);
+                const char *names[2] = {"sparse_allgather", "sparse_rs_ag"};
+                for (int v = 0; v < 2; v++) {
+                    set_algo(names[v]);
+                    float **B = buf[v]; /* in, out, werr, serr */
+                    for (size_t i = 0; i < n; i++)
+                        B[3][i] = mode == 1 ? (float)(i % 3) * 0.5f : (float)(i % 7) * 0.01f;
+                    for (int step = 0; step < 3; step++) {
+                        single_fill(B[0], n, mode, r, step);
+                        terse_ctensor_t t = {.id = 3, .count = n, .in = B[0], .out = B[1],
+                                             .worker_error = B[2], .server_error = B[3]};
+                        terse_callreduce_params_t p = {
+                            .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
+                                          TERSE_CALLREDUCE_FIELD_STEP,
+                            .tensors = &t, .ntensors = 1, .double_way = 1, .step = (uint64_t)step};
+                        CHECK(terse_compressor_parse(spec, &p.compressor) == TERSE_OK, "%s", spec);
+                        terse_request_h req = NULL;
+                        terse_status_t st = terse_icompressed_allreduce(comm, &p, &req);
+                        if (st == TERSE_OK)
+                            st = terse_wait(req);
+                        CHECK(st == TERSE_OK, "single n %zu %s mode %d %s: %s (%s)", n, spec, mode,
+                              names[v], terse_status_name(st), terse_comm_last_error(comm));
+                        CHECK(!strcmp(terse_request_algorithm(req), names[v]), "ran %s",
+                              terse_request_algorithm(req));
+                        terse_request_free(req);
+                    }
+                }
+                float **A = buf[0], **O = buf[1];
+                CHECK(test_identical(O[1], n * 4), "single n %zu %s mode %d: out differs across ranks",
+                      n, spec, mode);
+                CHECK(!memcmp(A[1], O[1], n * 4), "single n %zu %s mode %d: out differs", n, spec,
+                      mode);
+                CHECK(!memcmp(A[2], O[2], n * 4), "single n %zu %s mode %d: worker error differs",
+                      n, spec, mode);
+                /* n < K: one owner serves the whole block (the split needs a slice per rank) */
+                CHECK(n < (size_t)K || !memcmp(A[3] + lo, O[3] + lo, (hi - lo) * 4),
+                      "single n %zu %s mode %d: server error of slice [%zu, %zu) differs", n, spec,
+                      mode, lo, hi);
+                for (int v = 0; v < 2; v++)
+                    for (int j = 0; j < 4; j++)
+                        free(buf[v][j]);
+            }
+        }
+    }
+    set_algo("auto");
+}
+
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
     const char *what = argc > 1 ? argv[1] : "algos";
     if (!strcmp(what, "algos"))
         test_algos(comm);
+    else if (!strcmp(what, "single"))
+        test_single(comm);
     else if (!strcmp(what, "fusion"))
         test_fusion(comm);
     else if (!strcmp(what, "invariant"))

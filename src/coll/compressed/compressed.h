@@ -251,4 +251,9 @@ static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t 
     return p->wmsg + (hi > lo ? p->wseg_off[lo] : 0);
 }
 
+/* split.c: the owner schedule for one tensor of one Top-K block split over the owners
+ * (double-way, no nonfinite passthrough, flat); owners.c runs it when it applies. */
+int terse__csplit_applies(const terse__cplan_t *p);
+terse_status_t terse__csplit_progress(terse_request_h req);
+
 #endif

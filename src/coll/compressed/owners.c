@@ -127,6 +127,8 @@ static terse_status_t owner_progress(terse_request_h req)
     size_t lo = p->own_seg[p->rank], hi = p->own_seg[p->rank + 1];
     terse_status_t st;
 
+    if (terse__csplit_applies(p)) /* a single block: split it, not one owner for it all */
+        return terse__csplit_progress(req);
     switch (s->phase) {
     case OWN_START:
         s->phase = OWN_PARTS;
