@@ -59,7 +59,7 @@ def train(label, compression, error_feedback, args, data):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=32, help="per worker")
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--lr", type=float, default=0.05)

@@ -12,7 +12,7 @@ echo "== allreduce example, 4 ranks"
 mpirun -np 4 build/examples/allreduce_example
 ENVS=(-x PYTHONPATH="$PWD/bindings/python" -x TERSE_LIBRARY="$PWD/build/src/libterse.so"
       -x OMP_NUM_THREADS=1)
-DEMO=(/usr/bin/python3 examples/demo_compare.py --steps "${DEMO_STEPS:-300}")
+DEMO=(/usr/bin/python3 examples/demo_compare.py --steps "${DEMO_STEPS:-200}")
 if [ "$(id -u)" = 0 ] && perf/netcluster.sh up 4 1gbit >/dev/null 2>&1; then
     trap 'perf/netcluster.sh down >/dev/null 2>&1 || true' EXIT
     echo "== training, dense vs SAEF Top-K 1%, 4 emulated hosts at 1 Gbit/s"
