@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The steps a terse image runs (docker/Dockerfile calls this), also run natively by CI
-# (tests/install) so the recipe is tested where no Docker engine exists:
+# The install check (CTest install.package, also run inside terse:dev by docker/test.sh):
 #   image_steps.sh <build-dir> <prefix>
 # Installs terse from <build-dir> into <prefix>, then builds examples/allreduce.c against the
 # installed CMake package (find_package(terse)) and against pkg-config, and runs it.

@@ -20,14 +20,21 @@ cd "$(dirname "$0")/.."
 # Budgets in MB (10^6 bytes, as the engines print sizes). runtime: issue 15's goal with torch;
 # runtime-slim: the goal without torch. rdma and dev: what they measure plus ~15%.
 declare -A BUDGET_MB=([runtime]=1200 [runtime-slim]=400 [rdma]=1300 [dev]=1700)
-NET=${TERSE_DOCKER_NET:-terse-test}
-SUBNET=${TERSE_DOCKER_SUBNET:-10.89.231.0/24}
-IP0=${SUBNET%.*}.10
-IP1=${SUBNET%.*}.11
+# Names of this run's network and containers; the engine picks a free subnet.
+NET=terse-test-$$
+C0=terse-job0-$$
+C1=terse-job1-$$
 T0=$SECONDS
 
 phase() { terse_log "== $* ($((SECONDS - T0)) s)"; }
 fail() { terse_log "FAIL: $*"; exit 1; }
+
+# One run at a time per machine: runs share the terse:* tags.
+exec 9>/tmp/terse-docker-test.lock
+if ! flock -n 9; then
+    terse_log "another docker/test.sh runs here: waiting for it"
+    flock 9
+fi
 
 if [ "${TERSE_DOCKER_SKIP_BUILD:-0}" = 1 ]; then
     terse_engine_setup
@@ -41,7 +48,7 @@ mount=(-v "$PWD/docker/job_check.py:$job:ro")
 # Ranks sharing a container talk through /dev/shm: podman and docker give 64 MB by default.
 run() { $ENGINE run --rm --shm-size=1g "${mount[@]}" "$@"; }
 cleanup() {
-    $ENGINE rm -f terse-job0 terse-job1 >/dev/null 2>&1 || true
+    $ENGINE rm -f "$C0" "$C1" >/dev/null 2>&1 || true
     $ENGINE network rm "$NET" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -77,25 +84,32 @@ else
     echo "$out" | grep -q '^job ok: 4 ranks' || fail "4-rank job"
 fi
 
-phase "terse:runtime: 2 containers on network $NET ($SUBNET), environment rendezvous"
-cleanup
-$ENGINE network create --subnet "$SUBNET" "$NET" >/dev/null
-for r in 0 1; do
-    ip=$IP0
-    [ "$r" = 1 ] && ip=$IP1
-    $ENGINE run -d --name terse-job$r --hostname host$r --network "$NET" --ip "$ip" "${mount[@]}" \
-        -e TERSE_RANK=$r -e TERSE_SIZE=2 -e TERSE_ROOT_ADDR=$IP0:29500 -e OMP_NUM_THREADS=1 \
+phase "terse:runtime: 2 containers on a container network, environment rendezvous"
+$ENGINE network create "$NET" >/dev/null
+subnet=$($ENGINE network inspect --format '{{range .Subnets}}{{.Subnet}}{{end}}' "$NET" 2>/dev/null ||
+         $ENGINE network inspect --format '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$NET")
+prefix=${subnet%.*}  # a /24 or larger from the engine's default pools: .10 and .11 are free
+terse_log "network $NET, subnet $subnet: rank 0 at $prefix.10, rank 1 at $prefix.11"
+r=0
+for c in "$C0" "$C1"; do
+    $ENGINE run -d --name "$c" --hostname "host$r" --network "$NET" --ip "$prefix.1$r" "${mount[@]}" \
+        -e TERSE_RANK=$r -e TERSE_SIZE=2 -e TERSE_ROOT_ADDR="$prefix.10:29500" -e OMP_NUM_THREADS=1 \
         terse:runtime python3 $job --steps 8 >/dev/null
+    r=$((r + 1))
 done
-for r in 0 1; do
-    rc=$($ENGINE wait terse-job$r)
-    $ENGINE logs terse-job$r > "/tmp/terse-job$r.log" 2>&1
-    grep -E '^(rank|job)' "/tmp/terse-job$r.log" || true
-    [ "$rc" = 0 ] || { cat "/tmp/terse-job$r.log"; fail "container $r exited with $rc"; }
+logs=$(mktemp -d)
+r=0
+for c in "$C0" "$C1"; do
+    rc=$($ENGINE wait "$c")
+    $ENGINE logs "$c" > "$logs/$r.log" 2>&1
+    grep -E '^(rank|job)' "$logs/$r.log" || true
+    [ "$rc" = 0 ] || { cat "$logs/$r.log"; fail "container $r exited with $rc"; }
+    r=$((r + 1))
 done
-grep -q '^job ok: 2 ranks' /tmp/terse-job0.log || fail "2-container job did not report ok"
-d0=$(sed -n 's/^rank 0\/2: .*digest \([0-9a-f]*\)$/\1/p' /tmp/terse-job0.log)
-d1=$(sed -n 's/^rank 1\/2: .*digest \([0-9a-f]*\)$/\1/p' /tmp/terse-job1.log)
+grep -q '^job ok: 2 ranks' "$logs/0.log" || fail "2-container job did not report ok"
+d0=$(sed -n 's/^rank 0\/2: .*digest \([0-9a-f]*\)$/\1/p' "$logs/0.log")
+d1=$(sed -n 's/^rank 1\/2: .*digest \([0-9a-f]*\)$/\1/p' "$logs/1.log")
+rm -rf "$logs"
 [ -n "$d0" ] && [ "$d0" = "$d1" ] || fail "results differ across containers ($d0 vs $d1)"
 terse_log "both containers: digest $d0"
 cleanup
