@@ -68,8 +68,8 @@ run terse:runtime sh -ec '
     [ ! -e /usr/local/include/terse ] && [ ! -e /src ] || { echo "headers or source in runtime"; exit 1; }
     python3 -c "import terse, terse.torch, torch; print(\"terse\", terse.__version__, \"torch\", torch.__version__)"
     # every shared library resolves (the Dockerfile leaves parts of torch'"'"'s dependencies out)
-    find /usr/lib /usr/local/lib /usr/local/bin -type f \( -name "*.so*" -o -perm -u+x \) \
-        -exec ldd {} + 2>/dev/null | awk "/:\$/ {f = \$0} /not found/ {print f, \$0; bad = 1} END {exit bad}"
+    find /usr/lib/x86_64-linux-gnu /usr/local/lib /usr/local/bin -maxdepth 1 -type f \
+        \( -name "*.so*" -o -perm -u+x \) -exec ldd {} + 2>/dev/null | awk "/:\$/ {f = \$0} /not found/ {print f, \$0; bad = 1} END {exit bad}"
     echo "user $(id -un), no compilers, no headers, no tests"'
 
 phase "terse:runtime: demo, 4 ranks under mpirun in one container"
@@ -137,7 +137,7 @@ run terse:rdma sh -ec '
     echo "IB devices here: $(ibv_devinfo -l 2>/dev/null | tail -n +2 | tr -s " \n" " " || true)(none expected without --device /dev/infiniband)"'
 
 phase "terse:dev: compilers, package, tests"
-run terse:dev sh -ec '
+run terse:dev bash -o pipefail -ec '
     command -v gcc cmake mpicc >/dev/null
     test -f /usr/local/include/terse/terse.h
     test -f /usr/local/lib/cmake/terse/terseConfig.cmake
