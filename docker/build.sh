@@ -24,10 +24,7 @@ if [ "$revision" != unknown ] && ! git diff --quiet HEAD -- 2>/dev/null; then
     revision+=-dirty
 fi
 args=(-f docker/Dockerfile --build-arg "BASE=$BASE" --build-arg "TERSE_VERSION=$version"
-      --build-arg "TERSE_REVISION=$revision"
-      # also as --label: buildah 1.28 reuses a cached LABEL layer whose ARG value changed
-      --label "org.opencontainers.image.version=$version"
-      --label "org.opencontainers.image.revision=$revision")
+      --build-arg "TERSE_REVISION=$revision")
 if [ "$ENGINE" = podman ]; then
     # apt in the build reaches the mirror the way this machine does (its /etc/hosts, proxies).
     args+=(--network host --layers)

@@ -59,7 +59,9 @@ echo "$info" | grep -q '^terse ' || fail "the entrypoint did not print terse_inf
 rev=$($ENGINE image inspect --format '{{index .Config.Labels "org.opencontainers.image.revision"}}' terse:runtime)
 ver=$($ENGINE image inspect --format '{{index .Config.Labels "org.opencontainers.image.version"}}' terse:runtime)
 terse_log "labels: version $ver, revision $rev"
-[ -n "$ver" ] && [ "$rev" != unknown ] || fail "labels missing"
+head=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+[ -n "$ver" ] && [ "${rev%-dirty}" = "$head" ] || fail "revision label $rev is not this tree's $head"
+[ "$($ENGINE run --rm terse:runtime cat /opt/terse/version)" = "$ver $rev" ] || fail "/opt/terse/version"
 run terse:runtime sh -ec '
     [ "$(id -u)" != 0 ] || { echo "runs as root"; exit 1; }
     for c in gcc cc c++ cmake make clang; do
