@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The steps a terse image runs (docker/Dockerfile calls this), also run natively by CI
-# (tests/install) so the recipe is tested where no Docker engine exists:
+# The install check (CTest install.package, also run inside terse:dev by docker/test.sh):
 #   image_steps.sh <build-dir> <prefix>
 # Installs terse from <build-dir> into <prefix>, then builds examples/allreduce.c against the
 # installed CMake package (find_package(terse)) and against pkg-config, and runs it.
@@ -9,6 +8,12 @@ build=${1:?build dir}
 prefix=${2:?install prefix}
 src=$(cd "$(dirname "$0")/.." && pwd)
 cmake --install "$build" --prefix "$prefix" >/dev/null
+# The Python package's _libpath.py lands under <prefix> and names <prefix>'s library (it once
+# went to the configured prefix: harmless as root, "Permission denied" for anyone else).
+for lp in "$prefix"/lib/python3*/dist-packages/terse/_libpath.py; do
+    [ -f "$lp" ] || continue
+    grep -q "LIBRARY = '$prefix/" "$lp" || { echo "$lp does not point into $prefix" >&2; exit 1; }
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat > "$work/CMakeLists.txt" <<CM

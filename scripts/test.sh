@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command: install what is missing, build with -Werror, run every test (unit, mpi,
-# python, fuzz). Used by CI (.ci/run).
+# python, fuzz), then build the container images and run them (docker/test.sh; skipped when
+# TERSE_DOCKER_TEST=0). Used by CI (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -14,5 +15,8 @@ if [ -x tests/fuzz/run_fuzzers.sh ] && command -v clang >/dev/null; then
     CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTERSE_BUILD_FUZZERS=ON -DTERSE_BUILD_PYTHON=OFF \
         -DTERSE_BUILD_PERF=OFF >/dev/null
     tests/fuzz/run_fuzzers.sh build-fuzz 15
+fi
+if [ "${TERSE_DOCKER_TEST:-1}" != 0 ]; then
+    docker/test.sh
 fi
 echo "all tests passed"
