@@ -156,9 +156,13 @@ class _CompressedOptimizer(torch.optim.Optimizer):
         self._model.progress()
 
     def _pointers(self):
+        """This step's pointer array (the storage does not move within a step)."""
         if self._ptrs is None:
-            self._ptrs = self._model.pointers([p.data_ptr() for _, p in self._ef_named])
+            self._ptrs = self._fresh_pointers()
         return self._ptrs
+
+    def _fresh_pointers(self):
+        return self._model.pointers([p.data_ptr() for _, p in self._ef_named])
 
     def _local_step(self, params, closure=None):
         """The wrapped optimizer's step on ``params`` only (all of them when None)."""
@@ -258,9 +262,6 @@ class _CompressedOptimizer(torch.optim.Optimizer):
         return total
 
     # -- state -----------------------------------------------------------------------------
-    def _named_by_model(self):
-        return self._ef_named[::-1]  # registration order
-
     def worker_errors(self):
         """This rank's error e_k per parameter name (copies; empty without error feedback)."""
         if not self._ef:
@@ -289,8 +290,7 @@ class _CompressedOptimizer(torch.optim.Optimizer):
             yield
         finally:
             self._in_consensus = False
-            self._model.write_point(self._model.pointers([p.data_ptr()
-                                                          for _, p in self._ef_named]))
+            self._model.write_point(self._fresh_pointers())
 
     def state_dict(self):
         sd = super(self.__class__, self).state_dict()
@@ -319,6 +319,5 @@ class _CompressedOptimizer(torch.optim.Optimizer):
                                  "differ from this optimizer's (%d)" % (len(ts["names"]),
                                                                          len(names)))
             with torch.no_grad():
-                self._model.restore(ts["ef_state"], self._model.pointers(
-                    [p.data_ptr() for _, p in self._ef_named]))
+                self._model.restore(ts["ef_state"], self._fresh_pointers())
         super(self.__class__, self).load_state_dict(state_dict)
