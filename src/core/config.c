@@ -133,6 +133,10 @@ static const cfg_entry_t cfg_table[] = {
     {"TERSE_C10D_MODULE", "", CFG_STRING, FIELD(c10d_module),
      "path of the torch backend's extension (_c10d*.so) for terse.torch to load instead of "
      "the installed one (build trees, tests)"},
+    {"TERSE_TORCH_MALLOC", "keep", CFG_STRING, FIELD(torch_malloc),
+     "keep|system: keep makes terse.torch ask glibc to reuse freed large blocks instead of "
+     "unmapping them, so autograd's per-step gradient buffers are not page-faulted in again "
+     "every backward; system leaves malloc as it is"},
 };
 
 #define CHOICE_ENUM(env, w, str, id)                                                   \

@@ -60,6 +60,7 @@ typedef struct terse__config {
     int pmpi_progress_thread;  /* libterse_pmpi: progress thread for its communicators */
     char rank_env[32], size_env[32], root_addr[256]; /* env bootstrap */
     char c10d_module[512]; /* read by terse.torch (Python), declared here for terse_info */
+    char torch_malloc[16]; /* read by terse.torch (Python), declared here for terse_info */
     /* The choices above as enums (the strings stay for printing and names). */
     terse__allreduce_algo_t allreduce_algo_id;
     terse__cmp_algo_choice_t compressed_algo_id;

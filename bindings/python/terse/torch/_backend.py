@@ -15,6 +15,7 @@ fails it at once (TERSE_ERR_PEER_FAILED).
 """
 import importlib.util
 import os
+from ._malloc import keep_freed_memory
 
 _ext = None
 
@@ -51,6 +52,7 @@ def _create(store, rank, size, timeout):
         raise RuntimeError("the torch.distributed backend 'terse' is not built: terse.torch._c10d "
                            "is missing (build terse with libtorch-dev and pybind11-dev "
                            "installed): %s" % e) from e
+    keep_freed_memory()
     return ext.ProcessGroupTerse(store, rank, size, timeout.total_seconds())
 
 

@@ -10,6 +10,7 @@ from .._core import Comm, Compressor, TerseError, tensor_id_of
 from .._engine import (AllgatherSig, AllreduceSig, BarrierSig, BroadcastSig, CallreduceCtx,
                        CallreduceSig, Engine, _Op)
 from . import process_sets as process_sets_
+from ._malloc import keep_freed_memory
 from .compression import Compression, TerseCompression
 from .process_sets import engine_for, global_process_set
 
@@ -52,6 +53,7 @@ def init(comm=None, process_sets=None):
     ``process_sets``: hvd.ProcessSet objects to register now (collective), or "dynamic"
     (add_process_set works either way)."""
     global _engine
+    keep_freed_memory()
     with _engine_lock:
         if _engine is None:
             if comm is not None and not hasattr(comm, "Allgather"):
