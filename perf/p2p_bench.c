@@ -50,7 +50,7 @@ static int wait_op(terse__tp_t *tp, terse__tp_op_t *op)
 {
     while (op->state != TERSE_TP_OP_DONE)
         terse__tp_progress(tp);
-    return op->ucs == UCS_OK ? 0 : -1;
+    return op->status == TERSE_TP_STATUS_OK ? 0 : -1;
 }
 
 /* One message rank 0 -> rank 1 by @how; an 8-byte ack back closes every iteration so the

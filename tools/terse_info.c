@@ -46,11 +46,11 @@ int main(int argc, char **argv)
     printf("terse %s\n\n# configuration (TERSE_* variables)\n", terse_version());
     terse_config_print(stdout);
 
-    unsigned major, minor, release;
-    ucp_get_version(&major, &minor, &release);
+    char ucx_version[32];
+    terse__tp_version(ucx_version, sizeof(ucx_version));
     int from_user = 0;
     size_t n = terse__tp_planning_devices(devs, 16, &from_user);
-    printf("\n# UCX %u.%u.%u network devices%s:", major, minor, release,
+    printf("\n# UCX %s network devices%s:", ucx_version,
            from_user ? " (UCX_NET_DEVICES)" : "");
     for (size_t i = 0; i < n; i++) {
         names[i] = devs[i];

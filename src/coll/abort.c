@@ -73,7 +73,7 @@ terse_status_t terse__req_fail_quiet(terse_request_h req, terse_status_t st, con
 static void post_abort_recv(terse_comm_h comm)
 {
     terse__abort_t *ab = &comm->abort;
-    terse__tp_recv(&comm->tp, -1, TERSE_TAG_CLASS_ABORT << TERSE_TAG_CLASS_SHIFT,
+    terse__tp_recv(&comm->tp, -1, terse__make_tag(TERSE_TAG_CLASS_ABORT, 0, 0, 0),
                    TERSE_TAG_MASK_CLASS, &ab->recv_buf, sizeof(ab->recv_buf), &ab->recv);
 }
 
@@ -86,7 +86,7 @@ static void poll_aborts(terse_comm_h comm)
 {
     terse__abort_t *ab = &comm->abort;
     while (ab->recv.state == TERSE_TP_OP_DONE) {
-        if (ab->recv.ucs != UCS_OK)
+        if (ab->recv.status != TERSE_TP_STATUS_OK)
             return; /* cancelled at teardown */
         ab->recv_buf.msg[sizeof(ab->recv_buf.msg) - 1] = '\0';
         ab->table[ab->ntable % TERSE_ABORT_TABLE] = ab->recv_buf;
@@ -156,10 +156,10 @@ terse_status_t terse__abort_check(terse_request_h req)
     return TERSE_INPROGRESS;
 }
 
-void terse__abort_xfer_failed(terse_request_h req, const terse__xfer_t *x, ucs_status_t ucs)
+void terse__abort_xfer_failed(terse_request_h req, const terse__xfer_t *x, terse__tp_status_t tst)
 {
     terse_comm_h comm = req->comm;
-    terse_status_t st = terse__status_from_ucs(ucs);
+    terse_status_t st = terse__tp_status_terse(tst);
     /* a same-host peer's death shows as whatever its transport saw: look for it */
     if (st != TERSE_ERR_PEER_FAILED && !comm->tp.peer_failed[x->peer])
         terse__tp_check_local_peers(&comm->tp);
@@ -167,13 +167,13 @@ void terse__abort_xfer_failed(terse_request_h req, const terse__xfer_t *x, ucs_s
         comm->abort.broken = 1;
         terse__req_fail_quiet(req, TERSE_ERR_PEER_FAILED,
                               "rank %d died or its connection broke (%s)", x->peer,
-                              ucs_status_string(ucs));
+                              terse__tp_status_string(tst));
     } else if (st == TERSE_ERR_MISMATCH) {
         terse__req_fail(req, st, "rank %d sent a longer message than this rank expects (%zu bytes)",
                         x->peer, x->len);
     } else {
         terse__req_fail(req, st, "%s with rank %d failed: %s", x->is_recv ? "receive" : "send",
-                        x->peer, ucs_status_string(ucs));
+                        x->peer, terse__tp_status_string(tst));
     }
 }
 

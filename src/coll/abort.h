@@ -73,10 +73,10 @@ void terse__abort_defer_free(struct terse_request *req);
 /* A waiting request's checks: a peer's abort of this call, dead peers, the timeout. Fails the
  * request (and returns its status) or returns TERSE_INPROGRESS. */
 terse_status_t terse__abort_check(struct terse_request *req);
-/* Transfer @x of @req ended with UCX status @ucs (not UCS_OK): fails the request, as a peer
- * failure (the communicator breaks) or a transfer error. */
+/* Transfer @x of @req ended with transport status @tst (not TERSE_TP_STATUS_OK): fails the
+ * request, as a peer failure (the communicator breaks) or a transfer error. */
 void terse__abort_xfer_failed(struct terse_request *req, const struct terse__xfer *x,
-                              ucs_status_t ucs);
+                              terse__tp_status_t tst);
 /* A failed rank usually returns to its caller at once: make sure its abort messages left. */
 void terse__abort_flush(struct terse_comm *comm);
 

@@ -20,6 +20,11 @@ void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)
     va_end(ap);
 }
 
+const terse__allocator_t *terse__comm_allocator(terse_comm_h comm)
+{
+    return comm->has_plan ? &comm->plan.allocator : NULL;
+}
+
 /* Host grouping (local/cross ranks, host-major order) from every rank's host id. */
 static terse_status_t group_hosts(terse_comm_h comm, terse__bootstrap_t *bs)
 {

@@ -20,6 +20,7 @@
 #include "transport/ucx.h"
 
 #include "abort.h"
+#include "coll.h"
 #include "fault.h"
 #include "scratch.h"
 #include "wire.h"
@@ -151,9 +152,7 @@ void terse__req_destroy(terse_request_h req);
 /* ---- point-to-point (p2p.c) ---- */
 void terse__p2p_fini(terse_comm_h comm);
 
-/* ---- communicator (comm.c) ---- */
-void terse__comm_set_error(terse_comm_h comm, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* ---- communicator (comm.c; terse__comm_set_error and terse__comm_allocator in coll.h) ---- */
 unsigned terse__comm_progress_locked(terse_comm_h comm);
 /* Blocking wrapper: wait and free. */
 terse_status_t terse__wait_free(terse_request_h req, terse_status_t post_status);

@@ -37,7 +37,7 @@ terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind,
 static int xfer_state(terse_request_h req, terse__xfer_t *x)
 {
     if (x->is_recv && x->var_len && !x->hdr_checked && x->hdr_op.state == TERSE_TP_OP_DONE &&
-        x->hdr_op.ucs == UCS_OK && terse__xfer_var_arrived(req, x) != TERSE_OK)
+        x->hdr_op.status == TERSE_TP_STATUS_OK && terse__xfer_var_arrived(req, x) != TERSE_OK)
         return -1;
     terse__tp_op_t *ops[2] = {&x->hdr_op, &x->op};
     int done = 0;
@@ -45,8 +45,8 @@ static int xfer_state(terse_request_h req, terse__xfer_t *x)
         if (ops[k]->state != TERSE_TP_OP_DONE)
             continue;
         done++;
-        if (ops[k]->ucs != UCS_OK) {
-            terse__abort_xfer_failed(req, x, ops[k]->ucs);
+        if (ops[k]->status != TERSE_TP_STATUS_OK) {
+            terse__abort_xfer_failed(req, x, ops[k]->status);
             return -1;
         }
     }

@@ -139,7 +139,7 @@ terse_status_t terse__xfer_var_arrived(terse_request_h req, terse__xfer_t *x)
     if (terse__tag_class(x->hdr_op.tag) == TERSE_TAG_CLASS_INLINE) {
         x->split = 0;
         x->op.length = x->hdr_op.length;
-        x->op.ucs = UCS_OK;
+        x->op.status = TERSE_TP_STATUS_OK;
         x->op.state = TERSE_TP_OP_DONE;
         return TERSE_OK;
     }

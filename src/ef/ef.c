@@ -3,7 +3,8 @@
  * collective it depends on succeeded, so a failed step leaves the state as it was. */
 #include <terse/ef.h>
 
-#include "coll/comm.h"
+#include "coll/coll.h"
+#include "coll/wire.h"
 #include "core/alloc.h"
 #include "ckpt.h"
 
@@ -83,7 +84,7 @@ terse_status_t terse_ef_create(terse_comm_h comm, const terse_ef_params_t *prm, 
     ef->N = ef->off[ef->nt];
     size_t bytes = (ef->N ? ef->N : 1) * sizeof(float);
     /* Zeroed, pre-faulted, on the NUMA node the communicator's plan chose (its NIC's) */
-    const terse__allocator_t *na = comm->has_plan ? &comm->plan.allocator : NULL;
+    const terse__allocator_t *na = terse__comm_allocator(comm);
     ef->stage = terse__alloc_scratch_with(na, bytes, "error-feedback staging");
     if (ef->mode != TERSE_EF_MODE_NONE)
         ef->ek = terse__alloc_scratch_with(na, bytes, "worker errors e_k");

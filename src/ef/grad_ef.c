@@ -4,7 +4,7 @@
  * so no N-float array is staged or copied. */
 #include <terse/grad_ef.h>
 
-#include "coll/comm.h"
+#include "coll/coll.h"
 #include "core/alloc.h"
 
 #include <string.h>

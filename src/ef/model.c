@@ -4,7 +4,7 @@
  * so that a failed step can put them back. */
 #include <terse/model.h>
 
-#include "coll/comm.h"
+#include "coll/coll.h"
 #include "core/alloc.h"
 #include "core/checksum.h"
 #include "model_kernels.h"
@@ -104,7 +104,7 @@ static terse_status_t buckets(terse_model_h m, const terse_model_params_t *prm)
 
 static terse_status_t alloc_arrays(terse_model_h m)
 {
-    const terse__allocator_t *na = m->comm->has_plan ? &m->comm->plan.allocator : NULL;
+    const terse__allocator_t *na = terse__comm_allocator(m->comm);
     size_t fl = (m->N ? m->N : 1) * sizeof(float), dl = (m->N64 ? m->N64 : 1) * sizeof(double);
     int ef = m->mode != TERSE_EF_MODE_NONE;
     m->x = terse__alloc_scratch_with(na, m->xbytes ? m->xbytes : 1, "model consensus x_t");

@@ -1,5 +1,5 @@
 /* One-sided RMA: slabs registered once per communicator, rkeys exchanged at setup. */
-#include "ucx.h"
+#include "ucx_priv.h"
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -37,13 +37,15 @@ terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
         .address = slab->base,
         .length = size,
     };
-    us = ucp_mem_map(tp->context, &mp, &slab->memh);
+    ucp_mem_h memh = NULL;
+    us = ucp_mem_map(terse__tp_ucp_context(tp), &mp, &memh);
+    slab->memh = (terse__tp_memh_h)memh;
     if (us != UCS_OK) {
         terse_log_error("ucp_mem_map of %zu bytes: %s", size, ucs_status_string(us));
         st = terse__status_from_ucs(us);
         goto err_free;
     }
-    us = ucp_rkey_pack(tp->context, slab->memh, &packed, &packed_len);
+    us = ucp_rkey_pack(terse__tp_ucp_context(tp), memh, &packed, &packed_len);
     if (us != UCS_OK || packed_len > RKEY_MAX) {
         terse_log_error("ucp_rkey_pack: %s (%zu bytes)", ucs_status_string(us), packed_len);
         st = us != UCS_OK ? terse__status_from_ucs(us) : TERSE_ERR_NOT_SUPPORTED;
@@ -56,7 +58,7 @@ terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
 
     all = terse__calloc(tp->size, sizeof(*all), "rkey exchange");
     slab->remote_addr = terse__calloc(tp->size, sizeof(uint64_t), "remote slab addresses");
-    slab->rkeys = terse__calloc(tp->size, sizeof(ucp_rkey_h), "remote keys");
+    slab->rkeys = terse__calloc(tp->size, sizeof(*slab->rkeys), "remote keys");
     if (!all || !slab->remote_addr || !slab->rkeys) {
         st = TERSE_ERR_NO_MEMORY;
         goto err_arrays;
@@ -66,7 +68,9 @@ terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
         goto err_arrays;
     for (int i = 0; i < tp->size; i++) {
         slab->remote_addr[i] = all[i].addr;
-        us = ucp_ep_rkey_unpack(tp->eps[i], all[i].rkey, &slab->rkeys[i]);
+        ucp_rkey_h rkey = NULL;
+        us = ucp_ep_rkey_unpack(terse__tp_ucp_ep(tp, i), all[i].rkey, &rkey);
+        slab->rkeys[i] = (terse__tp_rkey_h)rkey;
         if (us != UCS_OK) {
             terse_log_error("unpacking rank %d's rkey: %s", i, ucs_status_string(us));
             st = terse__status_from_ucs(us);
@@ -79,14 +83,14 @@ terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
 err_rkeys:
     for (int i = 0; i < tp->size; i++) {
         if (slab->rkeys[i])
-            ucp_rkey_destroy(slab->rkeys[i]);
+            ucp_rkey_destroy((ucp_rkey_h)slab->rkeys[i]);
     }
 err_arrays:
     terse__free(all);
     terse__free(slab->remote_addr);
     terse__free(slab->rkeys);
 err_unmap:
-    ucp_mem_unmap(tp->context, slab->memh);
+    ucp_mem_unmap(terse__tp_ucp_context(tp), (ucp_mem_h)slab->memh);
 err_free:
     terse__free_scratch(slab->base, size);
     memset(slab, 0, sizeof(*slab));
@@ -99,11 +103,11 @@ void terse__tp_slab_destroy(terse__tp_t *tp, terse__tp_slab_t *slab)
         return;
     for (int i = 0; i < tp->size; i++) {
         if (slab->rkeys[i])
-            ucp_rkey_destroy(slab->rkeys[i]);
+            ucp_rkey_destroy((ucp_rkey_h)slab->rkeys[i]);
     }
     terse__free(slab->remote_addr);
     terse__free(slab->rkeys);
-    ucp_mem_unmap(tp->context, slab->memh);
+    ucp_mem_unmap(terse__tp_ucp_context(tp), (ucp_mem_h)slab->memh);
     terse__free_scratch(slab->base, slab->size);
     memset(slab, 0, sizeof(*slab));
 }
@@ -116,14 +120,15 @@ void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size
     op->ucx_req = NULL;
     op->state = TERSE_TP_OP_DONE;
     if (tp->peer_failed[peer]) {
-        op->ucs = UCS_ERR_CONNECTION_RESET;
+        op->status = UCS_ERR_CONNECTION_RESET;
         return;
     }
     ucp_request_param_t put_prm = {.op_attr_mask = 0};
-    ucs_status_ptr_t p = ucp_put_nbx(tp->eps[peer], buf, len, slab->remote_addr[peer] + offset,
-                                     slab->rkeys[peer], &put_prm);
+    ucs_status_ptr_t p = ucp_put_nbx(terse__tp_ucp_ep(tp, peer), buf, len,
+                                     slab->remote_addr[peer] + offset,
+                                     (ucp_rkey_h)slab->rkeys[peer], &put_prm);
     if (UCS_PTR_IS_ERR(p)) {
-        op->ucs = UCS_PTR_STATUS(p);
+        op->status = UCS_PTR_STATUS(p);
         return;
     }
     if (UCS_PTR_IS_PTR(p))
@@ -134,5 +139,5 @@ void terse__tp_put_flush(terse__tp_t *tp, terse__tp_slab_t *slab, int peer, size
         .user_data = op,
     };
     op->state = TERSE_TP_OP_PENDING;
-    terse__tp_track(op, ucp_ep_flush_nbx(tp->eps[peer], &flush_prm));
+    terse__tp_track(op, ucp_ep_flush_nbx(terse__tp_ucp_ep(tp, peer), &flush_prm));
 }

@@ -1,10 +1,11 @@
-#include "ucx.h"
+#include "ucx_priv.h"
 
 #include "bootstrap/bootstrap.h"
 #include "core/alloc.h"
 #include "core/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,35 @@ terse_status_t terse__status_from_ucs(ucs_status_t status)
     }
 }
 
+_Static_assert(UCS_OK == TERSE_TP_STATUS_OK, "the transport's OK is UCX's");
+_Static_assert(sizeof(terse__tp_iov_t) == sizeof(ucp_dt_iov_t) &&
+                   offsetof(terse__tp_iov_t, buffer) == offsetof(ucp_dt_iov_t, buffer) &&
+                   offsetof(terse__tp_iov_t, length) == offsetof(ucp_dt_iov_t, length),
+               "an iov part is laid out as UCX's");
+_Static_assert(sizeof(terse__tp_tag_t) == sizeof(ucp_tag_t), "tags are UCX's 64 bits");
+
+terse_status_t terse__tp_status_terse(terse__tp_status_t status)
+{
+    return terse__status_from_ucs((ucs_status_t)status);
+}
+
+const char *terse__tp_status_string(terse__tp_status_t status)
+{
+    return ucs_status_string((ucs_status_t)status);
+}
+
+void terse__tp_version(char *buf, size_t len)
+{
+    unsigned major = 0, minor = 0, release = 0;
+    ucp_get_version(&major, &minor, &release);
+    snprintf(buf, len, "%u.%u.%u", major, minor, release);
+}
+
+void terse__tp_print_info(const terse__tp_t *tp, FILE *f)
+{
+    ucp_context_print_info(terse__tp_ucp_context(tp), f);
+}
+
 static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     terse__tp_peer_cb_t *cb = arg;
@@ -92,7 +122,9 @@ static ucs_status_t create_context(terse__tp_t *tp, const char *net_devices, cha
                 restrict_to = 0;
             }
         }
-        us = ucp_init(&params, config, &tp->context);
+        ucp_context_h context = NULL;
+        us = ucp_init(&params, config, &context);
+        tp->context = (terse__tp_context_h)context;
         ucp_config_release(config);
         if (us == UCS_OK) {
             if (restrict_to)
@@ -149,12 +181,14 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
      * the progress thread), so the worker needs no locking of its own. */
     ucp_worker_params_t wparams = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
                                    .thread_mode = UCS_THREAD_MODE_SERIALIZED};
-    us = ucp_worker_create(tp->context, &wparams, &tp->worker);
+    ucp_worker_h worker = NULL;
+    us = ucp_worker_create(terse__tp_ucp_context(tp), &wparams, &worker);
+    tp->worker = (terse__tp_worker_h)worker;
     if (us != UCS_OK) {
         snprintf(err, errlen, "ucp_worker_create: %s", ucs_status_string(us));
         goto err_context;
     }
-    us = ucp_worker_get_address(tp->worker, &addr, &addr_len);
+    us = ucp_worker_get_address(terse__tp_ucp_worker(tp), &addr, &addr_len);
     if (us != UCS_OK) {
         snprintf(err, errlen, "ucp_worker_get_address: %s", ucs_status_string(us));
         goto err_worker;
@@ -209,7 +243,9 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
             .err_mode = same_host[i] ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER,
             .err_handler = {.cb = ep_error_cb, .arg = &tp->peer_cb[i]},
         };
-        us = ucp_ep_create(tp->worker, &ep_params, &tp->eps[i]);
+        ucp_ep_h ep = NULL;
+        us = ucp_ep_create(terse__tp_ucp_worker(tp), &ep_params, &ep);
+        tp->eps[i] = (terse__tp_ep_h)ep;
         if (us != UCS_OK) {
             snprintf(err, errlen, "ucp_ep_create to rank %d: %s", i, ucs_status_string(us));
             st = terse__status_from_ucs(us);
@@ -230,13 +266,13 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
     fill_names(tp);
     terse__free(all);
     terse__free(lens);
-    ucp_worker_release_address(tp->worker, addr);
+    ucp_worker_release_address(terse__tp_ucp_worker(tp), addr);
     return TERSE_OK;
 
 err_eps:
     for (int i = 0; tp->eps && i < tp->size; i++) {
         if (tp->eps[i])
-            ucp_ep_destroy(tp->eps[i]);
+            ucp_ep_destroy(terse__tp_ucp_ep(tp, i));
     }
     terse__free(tp->eps);
     terse__free(tp->peer_cb);
@@ -248,11 +284,11 @@ err_all:
 err_lens:
     terse__free(lens);
 err_addr:
-    ucp_worker_release_address(tp->worker, addr);
+    ucp_worker_release_address(terse__tp_ucp_worker(tp), addr);
 err_worker:
-    ucp_worker_destroy(tp->worker);
+    ucp_worker_destroy(terse__tp_ucp_worker(tp));
 err_context:
-    ucp_cleanup(tp->context);
+    ucp_cleanup(terse__tp_ucp_context(tp));
 out:
     if (st == TERSE_OK)
         st = TERSE_ERR_TRANSPORT;
@@ -270,24 +306,24 @@ void terse__tp_fini(terse__tp_t *tp)
         /* Flush to live peers so our last messages arrive; force-close to dead ones. */
         ucp_request_param_t prm = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
                                    .flags = tp->peer_failed[i] ? UCP_EP_CLOSE_FLAG_FORCE : 0};
-        closing[i] = ucp_ep_close_nbx(tp->eps[i], &prm);
+        closing[i] = ucp_ep_close_nbx(terse__tp_ucp_ep(tp, i), &prm);
     }
     for (int i = 0; i < tp->size && closing; i++) {
         if (!UCS_PTR_IS_PTR(closing[i]))
             continue;
         /* A close can only hang on a peer that stopped progressing; bound the wait. */
         for (long spin = 0; ucp_request_check_status(closing[i]) == UCS_INPROGRESS; spin++) {
-            ucp_worker_progress(tp->worker);
+            ucp_worker_progress(terse__tp_ucp_worker(tp));
             if (spin > 20000000L) {
-                ucp_request_cancel(tp->worker, closing[i]);
+                ucp_request_cancel(terse__tp_ucp_worker(tp), closing[i]);
                 break;
             }
         }
         ucp_request_free(closing[i]);
     }
     terse__free(closing);
-    ucp_worker_destroy(tp->worker);
-    ucp_cleanup(tp->context);
+    ucp_worker_destroy(terse__tp_ucp_worker(tp));
+    ucp_cleanup(terse__tp_ucp_context(tp));
     terse__free(tp->eps);
     terse__free(tp->peer_cb);
     terse__free((void *)tp->peer_failed);
@@ -297,13 +333,13 @@ void terse__tp_fini(terse__tp_t *tp)
 
 unsigned terse__tp_progress(terse__tp_t *tp)
 {
-    return ucp_worker_progress(tp->worker);
+    return ucp_worker_progress(terse__tp_ucp_worker(tp));
 }
 
 void terse__tp_send_cb(void *request, ucs_status_t status, void *user_data)
 {
     terse__tp_op_t *op = user_data;
-    op->ucs = status;
+    op->status = status;
     op->ucx_req = NULL;
     op->state = TERSE_TP_OP_DONE;
     ucp_request_free(request);
@@ -313,7 +349,7 @@ static void recv_cb(void *request, ucs_status_t status, const ucp_tag_recv_info_
                     void *user_data)
 {
     terse__tp_op_t *op = user_data;
-    op->ucs = status;
+    op->status = status;
     if (status == UCS_OK) {
         op->length = info->length;
         op->tag = info->sender_tag;
@@ -326,10 +362,10 @@ static void recv_cb(void *request, ucs_status_t status, const ucp_tag_recv_info_
 void terse__tp_track(terse__tp_op_t *op, ucs_status_ptr_t p)
 {
     if (p == NULL) {
-        op->ucs = UCS_OK;
+        op->status = UCS_OK;
         op->state = TERSE_TP_OP_DONE;
     } else if (UCS_PTR_IS_ERR(p)) {
-        op->ucs = UCS_PTR_STATUS(p);
+        op->status = UCS_PTR_STATUS(p);
         op->state = TERSE_TP_OP_DONE;
     } else {
         op->ucx_req = p;
@@ -344,7 +380,7 @@ static void post_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf,
     op->ucx_req = NULL;
     op->state = TERSE_TP_OP_PENDING;
     if (tp->peer_failed[peer]) {
-        op->ucs = UCS_ERR_CONNECTION_RESET;
+        op->status = UCS_ERR_CONNECTION_RESET;
         op->state = TERSE_TP_OP_DONE;
         return;
     }
@@ -355,7 +391,7 @@ static void post_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf,
         .user_data = op,
         .datatype = is_iov ? ucp_dt_make_iov() : 0,
     };
-    terse__tp_track(op, ucp_tag_send_nbx(tp->eps[peer], buf, len, tag, &prm));
+    terse__tp_track(op, ucp_tag_send_nbx(terse__tp_ucp_ep(tp, peer), buf, len, tag, &prm));
 }
 
 void terse__tp_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf, size_t len,
@@ -391,7 +427,7 @@ static void post_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, 
         .user_data = op,
         .datatype = is_iov ? ucp_dt_make_iov() : 0,
     };
-    terse__tp_track(op, ucp_tag_recv_nbx(tp->worker, buf, len, tag, mask, &prm));
+    terse__tp_track(op, ucp_tag_recv_nbx(terse__tp_ucp_worker(tp), buf, len, tag, mask, &prm));
 }
 
 void terse__tp_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *buf,
@@ -413,5 +449,5 @@ void terse__tp_recv2(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, v
 void terse__tp_cancel(terse__tp_t *tp, terse__tp_op_t *op)
 {
     if (op->state == TERSE_TP_OP_PENDING && op->ucx_req)
-        ucp_request_cancel(tp->worker, op->ucx_req);
+        ucp_request_cancel(terse__tp_ucp_worker(tp), op->ucx_req);
 }

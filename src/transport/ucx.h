@@ -1,5 +1,11 @@
 /* UCX (ucp) transport: one context and worker per communicator, an endpoint per peer,
- * nonblocking tag send/recv tracked by terse__tp_op_t, and RMA slabs (rma.c). */
+ * nonblocking tag send/recv tracked by terse__tp_op_t, and RMA slabs (rma.c).
+ *
+ * This header is all the layers above see of the transport, and it names nothing of UCX:
+ * UCX's objects are opaque handles, an operation's outcome is the transport's own status
+ * (TERSE_TP_STATUS_OK, terse__tp_status_string, terse__tp_status_terse), tags are plain
+ * 64-bit values whose layout is the caller's (coll/wire.h). The files of src/transport
+ * convert with ucx_priv.h. */
 #ifndef TERSE_TRANSPORT_UCX_H
 #define TERSE_TRANSPORT_UCX_H
 
@@ -9,9 +15,30 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <ucp/api/ucp.h>
+#include <stdio.h>
 
 struct terse__bootstrap;
+
+/* UCX's objects, opaque here (ucx_priv.h turns them back into ucp handles). */
+typedef struct terse__tp_context *terse__tp_context_h;
+typedef struct terse__tp_worker *terse__tp_worker_h;
+typedef struct terse__tp_ep *terse__tp_ep_h;
+typedef struct terse__tp_memh *terse__tp_memh_h;
+typedef struct terse__tp_rkey *terse__tp_rkey_h;
+
+/* A message's matching tag and a receive's mask of the bits that must match (1 = must). */
+typedef uint64_t terse__tp_tag_t;
+
+/* How an operation ended, in the transport's own codes: TERSE_TP_STATUS_OK or an error that
+ * terse__tp_status_string names and terse__tp_status_terse maps. */
+typedef int terse__tp_status_t;
+#define TERSE_TP_STATUS_OK 0
+
+/* One part of a 2-part message (same layout as the transport's own, checked in ucx.c). */
+typedef struct terse__tp_iov {
+    void *buffer;
+    size_t length;
+} terse__tp_iov_t;
 
 typedef enum terse__tp_op_state {
     TERSE_TP_OP_IDLE = 0,
@@ -24,12 +51,12 @@ typedef enum terse__tp_op_state {
 typedef struct terse__tp_op {
     void *ucx_req;
     volatile int state;
-    ucs_status_t ucs;
+    terse__tp_status_t status; /* once DONE */
     int peer;
     int is_recv;
     size_t length;    /* receives: bytes received */
-    ucp_tag_t tag;    /* receives: the sender's tag */
-    ucp_dt_iov_t iov[2];
+    terse__tp_tag_t tag; /* receives: the sender's tag */
+    terse__tp_iov_t iov[2];
 } terse__tp_op_t;
 
 typedef struct terse__tp_peer_cb {
@@ -38,9 +65,9 @@ typedef struct terse__tp_peer_cb {
 } terse__tp_peer_cb_t;
 
 typedef struct terse__tp {
-    ucp_context_h context;
-    ucp_worker_h worker;
-    ucp_ep_h *eps;
+    terse__tp_context_h context;
+    terse__tp_worker_h worker;
+    terse__tp_ep_h *eps;
     terse__tp_peer_cb_t *peer_cb;
     volatile int *peer_failed;  /* set by UCX's endpoint error callback */
     volatile int any_peer_failed;
@@ -54,8 +81,12 @@ typedef struct terse__tp {
     const terse__allocator_t *slab_allocator;
 } terse__tp_t;
 
-/* The single place UCX status codes become terse ones. */
-terse_status_t terse__status_from_ucs(ucs_status_t status);
+/* The single place the transport's status codes become terse ones. */
+terse_status_t terse__tp_status_terse(terse__tp_status_t status);
+/* What went wrong, in the transport's words ("Connection reset by remote peer"). */
+const char *terse__tp_status_string(terse__tp_status_t status);
+/* The transport's version ("UCX 1.13.1"), for terse_info. */
+void terse__tp_version(char *buf, size_t len);
 
 /* Create context, worker and endpoints to every rank (addresses exchanged over @bs).
  * @net_devices: a UCX_NET_DEVICES value the context is restricted to ("mlx5_1:1,ib1": this
@@ -78,31 +109,26 @@ void terse__tp_fini(terse__tp_t *tp);
 unsigned terse__tp_progress(terse__tp_t *tp);
 
 /* Nonblocking contiguous or 2-part (iov) tag send/recv. @op must be IDLE; on return it is
- * PENDING or DONE (immediate completion or immediate error, see op->ucs). */
-void terse__tp_send(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *buf, size_t len,
+ * PENDING or DONE (immediate completion or immediate error, see op->status). */
+void terse__tp_send(terse__tp_t *tp, int peer, terse__tp_tag_t tag, const void *buf, size_t len,
                     terse__tp_op_t *op);
-void terse__tp_send2(terse__tp_t *tp, int peer, ucp_tag_t tag, const void *a, size_t alen,
+void terse__tp_send2(terse__tp_t *tp, int peer, terse__tp_tag_t tag, const void *a, size_t alen,
                      const void *b, size_t blen, terse__tp_op_t *op);
-void terse__tp_recv(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *buf,
-                    size_t len, terse__tp_op_t *op);
-void terse__tp_recv2(terse__tp_t *tp, int peer, ucp_tag_t tag, ucp_tag_t mask, void *a,
-                     size_t alen, void *b, size_t blen, terse__tp_op_t *op);
+void terse__tp_recv(terse__tp_t *tp, int peer, terse__tp_tag_t tag, terse__tp_tag_t mask,
+                    void *buf, size_t len, terse__tp_op_t *op);
+void terse__tp_recv2(terse__tp_t *tp, int peer, terse__tp_tag_t tag, terse__tp_tag_t mask,
+                     void *a, size_t alen, void *b, size_t blen, terse__tp_op_t *op);
 
-/* Completion bookkeeping shared by every kind of operation: @p is what the ucp call
- * returned (NULL: done, error, or a request whose callback is terse__tp_send_cb). */
-void terse__tp_track(terse__tp_op_t *op, ucs_status_ptr_t p);
-void terse__tp_send_cb(void *request, ucs_status_t status, void *user_data);
-
-/* Ask UCX to cancel a pending receive; it turns DONE with UCS_ERR_CANCELED on progress. */
+/* Ask UCX to cancel a pending receive; it turns DONE with an error status on progress. */
 void terse__tp_cancel(terse__tp_t *tp, terse__tp_op_t *op);
 
 /* ---- RMA (rma.c): receive slabs registered once, rkeys exchanged, put + notification. ---- */
 typedef struct terse__tp_slab {
     void *base;
     size_t size;
-    ucp_mem_h memh;
+    terse__tp_memh_h memh;
     uint64_t *remote_addr; /* per peer */
-    ucp_rkey_h *rkeys;     /* per peer */
+    terse__tp_rkey_h *rkeys; /* per peer */
 } terse__tp_slab_t;
 
 /* Collective over the communicator: register @size bytes here and learn every peer's slab.
@@ -132,5 +158,8 @@ size_t terse__tp_planning_devices(char (*names)[64], size_t max, int *from_user)
 
 /* 1 when the user restricts UCX's network devices (UCX_NET_DEVICES set, not "all"). */
 int terse__tp_user_net_devices(void);
+
+/* UCX's description of the context's transports and devices, printed to @f (tests, logs). */
+void terse__tp_print_info(const terse__tp_t *tp, FILE *f);
 
 #endif

@@ -37,11 +37,12 @@ int main(int argc, char **argv)
         terse__tp_recv(&comm->tp, left, 0x1234, ~0ull, &got, sizeof(got), &recv);
         terse__tp_put_flush(&comm->tp, &slab, right, off, src, len, &put);
         wait_op(comm, &put);
-        CHECK(put.ucs == UCS_OK, "put: %s", ucs_status_string(put.ucs));
+        CHECK(put.status == TERSE_TP_STATUS_OK, "put: %s", terse__tp_status_string(put.status));
         terse__tp_send(&comm->tp, right, 0x1234, &note_val, sizeof(note_val), &note);
         wait_op(comm, &note);
         wait_op(comm, &recv);
-        CHECK(recv.ucs == UCS_OK && got == (uint64_t)left * 4096, "notification: offset %llu",
+        CHECK(recv.status == TERSE_TP_STATUS_OK && got == (uint64_t)left * 4096,
+              "notification: offset %llu",
               (unsigned long long)got);
         const uint32_t *dst = (const uint32_t *)((char *)slab.base + got);
         int ok = 1;

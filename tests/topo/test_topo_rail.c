@@ -28,7 +28,7 @@ static char *context_info(terse__tp_t *tp)
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
     CHECK(f);
-    ucp_context_print_info(tp->context, f);
+    terse__tp_print_info(tp, f);
     fclose(f);
     return out;
 }
@@ -37,7 +37,7 @@ static void wait_op(terse__tp_t *tp, terse__tp_op_t *op)
 {
     while (op->state != TERSE_TP_OP_DONE)
         terse__tp_progress(tp);
-    CHECK(op->ucs == UCS_OK);
+    CHECK(op->status == TERSE_TP_STATUS_OK);
 }
 
 int main(int argc, char **argv)
