@@ -15,6 +15,7 @@
 #include "compress.h"
 #include "kernels.h"
 #include "wire.h"
+#include "core/prof.h"
 
 #include <math.h>
 #include <string.h>
@@ -47,6 +48,7 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
         size_t nb = terse__crange_block_len(r, b);
         double lanes[16] = {0};
         int bad = kern->l1_lanes(v + start, nb, lanes);
+        terse__prof_io(4 * nb, 0);
         if (bad && !r->c.nonfinite_passthrough)
             return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
         scale[i] = block_scale(lanes, nb);
@@ -58,6 +60,7 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
         terse__put_f32(out + pos, scale[i]);
         kern->sign_pack(v + start, nb, scale[i], out + pos + 4, dense ? dense + start : NULL,
                         rem ? rem + start : NULL);
+        terse__prof_io(4 * nb, (nb + 7) / 8 + (dense ? 4 * nb : 0) + (rem ? 4 * nb : 0));
         pos += 4 + (nb + 7) / 8;
     }
     *out_len_p = pos;
@@ -93,6 +96,7 @@ static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
         kern->sign_add(p + pos + 4, nb, terse__get_f32(p + pos),
                        acc + terse__crange_block_start(r, b));
+        terse__prof_io(4 * nb, 4 * nb); /* acc read and written (the bits: the message) */
         pos += 4 + (nb + 7) / 8;
     }
 }
@@ -113,6 +117,7 @@ static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, flo
             memset(o + e, 0, m * sizeof(float));
             kern->sign_add(p + pos + 4 + e / 8, m, scale, o + e);
         }
+        terse__prof_io(0, 4 * nb); /* the zeros are read back from L1, not memory */
         pos += 4 + (nb + 7) / 8;
     }
 }
@@ -131,6 +136,8 @@ static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t le
         if (rem + start != v + start)
             memcpy(rem + start, v + start, nb * sizeof(float));
         kern->sign_add(p + pos + 4, nb, -terse__get_f32(p + pos), rem + start);
+        terse__prof_io(rem + start != v + start ? 8 * nb : 4 * nb,
+                       rem + start != v + start ? 8 * nb : 4 * nb);
         pos += 4 + (nb + 7) / 8;
     }
 }
