@@ -36,9 +36,49 @@ static size_t sign_block_max_bytes(const terse__crange_t *r, size_t nb)
     return 4 + (nb + 7) / 8;
 }
 
+/* One pass over v when only the message is wanted: the sign bits do not depend on the scale,
+ * so each L1-sized piece is summed and packed while it is in cache. Pieces are multiples of 16
+ * elements, so the lanes see the adds of one l1_lanes call over the block, in the same order,
+ * and the scale has the same bits. The message waits in scratch until every block proved
+ * finite, so a failure writes nothing. */
+static terse_status_t sign_encode_fused(const terse__crange_t *r, const float *v, uint8_t *out,
+                                        size_t *out_len_p)
+{
+    enum { PIECE = 4096 }; /* elements */
+    const terse__ckernels_t *kern = terse__ckernels();
+    size_t total = 0, pos = 0;
+    for (size_t i = 0; i < r->count; i++)
+        total += 4 + (terse__crange_block_len(r, r->first + i) + 7) / 8;
+    uint8_t *stage = terse__compress_scratch(3, total);
+    if (!stage)
+        return TERSE_ERR_NO_MEMORY;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, start = terse__crange_block_start(r, b);
+        size_t nb = terse__crange_block_len(r, b);
+        double lanes[16] = {0};
+        int bad = 0;
+        for (size_t e = 0; e < nb; e += PIECE) {
+            size_t m = nb - e < PIECE ? nb - e : PIECE;
+            bad |= kern->l1_lanes(v + start + e, m, lanes);
+            kern->sign_pack(v + start + e, m, 0.0f, stage + pos + 4 + e / 8, NULL, NULL);
+        }
+        if (bad && !r->c.nonfinite_passthrough)
+            return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
+        terse__put_f32(stage + pos, block_scale(lanes, nb));
+        terse__prof_io(4 * nb, (nb + 7) / 8);
+        pos += 4 + (nb + 7) / 8;
+    }
+    memcpy(out, stage, pos);
+    terse__prof_io(pos, pos);
+    *out_len_p = pos;
+    return TERSE_OK;
+}
+
 static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint8_t *out,
                                   size_t *out_len_p, float *dense, float *rem)
 {
+    if (!dense && !rem)
+        return sign_encode_fused(r, v, out, out_len_p);
     const terse__ckernels_t *kern = terse__ckernels();
     float *scale = terse__compress_scratch(0, r->count * sizeof(float));
     if (!scale)
