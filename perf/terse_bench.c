@@ -1,6 +1,7 @@
 /* terse_bench: terse collectives against Open MPI's MPI_Allreduce in the same run,
  * nccl-tests style. mpirun -np 4 ./terse_bench [--min-bytes N] [--max-bytes N] [--iters N]
  *   [--warmup N] [--compressor none] [--csv FILE] [--json FILE]
+ *   [--breakdown [--ef inplace|separate|none]]  (phases per rank at --max-bytes; bench_breakdown.c)
  * Medians over iterations; speedup_vs_mpi = mpi_s / terse_s. */
 #include <terse/mpi.h>
 #include <terse/terse.h>
@@ -17,6 +18,8 @@ typedef struct bench_opts {
     const char *compressor;
     const char *csv, *json;
     int double_way;
+    int breakdown;
+    const char *ef;
 } bench_opts_t;
 
 static int rank, size;
@@ -48,23 +51,49 @@ static size_t parse_bytes(const char *s)
     return (size_t)v;
 }
 
+static void usage(void);
+
+static int run_breakdown(terse_comm_h comm, const bench_opts_t *o, const float *in, size_t n)
+{
+    char spec_csv[128];
+    snprintf(spec_csv, sizeof(spec_csv), "%s", o->compressor);
+    for (char *c = spec_csv; *c; c++)
+        *c = *c == ',' ? ';' : *c;
+    bench_breakdown_opts_t b = {.spec = o->compressor, .spec_csv = spec_csv, .ef_name = o->ef,
+                                .double_way = o->double_way, .iters = o->iters,
+                                .warmup = o->warmup, .csv = o->csv, .json = o->json};
+    if (!strcmp(o->ef, "inplace"))
+        b.ef = BENCH_EF_INPLACE;
+    else if (!strcmp(o->ef, "separate"))
+        b.ef = BENCH_EF_SEPARATE;
+    else if (!strcmp(o->ef, "none"))
+        b.ef = BENCH_EF_NONE;
+    else {
+        usage();
+        return 2;
+    }
+    return bench_breakdown(comm, &b, in, n);
+}
+
 static void usage(void)
 {
     if (rank == 0)
         fprintf(stderr, "usage: terse_bench [--min-bytes N] [--max-bytes N] [--iters N] [--warmup N]\n"
                         "                   [--compressor none|topk:R|sign|...] [--double-way]\n"
-                        "                   [--csv FILE] [--json FILE]\n");
+                        "                   [--csv FILE] [--json FILE]\n"
+                        "                   [--breakdown [--ef inplace|separate|none]]\n");
 }
 
 int main(int argc, char **argv)
 {
-    bench_opts_t o = {4096, 256u << 20, 20, 3, "none", NULL, NULL, 0};
+    bench_opts_t o = {4096, 256u << 20, 20, 3, "none", NULL, NULL, 0, 0, "inplace"};
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--double-way")) { o.double_way = 1; continue; }
+        if (!strcmp(a, "--breakdown")) { o.breakdown = 1; continue; }
         if (!v) { usage(); MPI_Finalize(); return 2; }
         if (!strcmp(a, "--min-bytes")) o.min_bytes = parse_bytes(v);
         else if (!strcmp(a, "--max-bytes")) o.max_bytes = parse_bytes(v);
@@ -73,6 +102,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--compressor")) o.compressor = v;
         else if (!strcmp(a, "--csv")) o.csv = v;
         else if (!strcmp(a, "--json")) o.json = v;
+        else if (!strcmp(a, "--ef")) o.ef = v;
         else { usage(); MPI_Finalize(); return 2; }
         i++;
     }
@@ -101,6 +131,13 @@ int main(int argc, char **argv)
     }
     memset(out, 0, maxn * 4);
     memset(ref, 0, maxn * 4);
+    if (o.breakdown) {
+        int rc = run_breakdown(comm, &o, in, maxn);
+        free(in), free(out), free(ref), free(tt), free(tm);
+        terse_comm_destroy(comm);
+        MPI_Finalize();
+        return rc;
+    }
 
     FILE *csv = NULL, *json = NULL;
     if (rank == 0 && o.csv) {

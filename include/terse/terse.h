@@ -13,5 +13,6 @@
 #include <terse/ef.h>
 #include <terse/grad_ef.h>
 #include <terse/model.h>
+#include <terse/prof.h>
 
 #endif

@@ -15,6 +15,7 @@
 #include <terse/coll.h>
 
 #include "core/alloc.h"
+#include "core/prof.h"
 #include "topo/hostgroup.h"
 #include "topo/topo.h"
 #include "transport/ucx.h"
@@ -57,6 +58,7 @@ struct terse_request {
      * here through one accessor with a _Static_assert that it fits (allreduce_rd.c) */
     uint64_t state[16];
     uint64_t bytes_sent;
+    terse__prof_t prof; /* phase accounting (compressed allreduce), core/prof.h */
     terse__fault_t fault; /* test-only, see fault.h */
     int quiet; /* failures are not announced to other ranks (point-to-point) */
     int user_freed;

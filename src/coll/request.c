@@ -28,6 +28,7 @@ terse_status_t terse__req_create(terse_comm_h comm, terse__coll_kind_t kind,
     req->sig.sum_mode = terse__sum_mode_configured();
     req->root = -1;
     req->sig.root = -1;
+    req->prof.on = terse__prof_enabled;
     *req_p = req;
     return TERSE_OK;
 }

@@ -5,6 +5,7 @@
 #include "core/config.h"
 #include "core/half.h"
 #include "core/log.h"
+#include "core/prof.h"
 #include "kernels.h"
 #include "wire.h"
 
@@ -397,6 +398,7 @@ terse_status_t terse__decompress_blocks_set(const terse_compressor_t *c, const v
     size_t hi = terse__crange_block_start(&r, first + count - 1) +
                 terse__crange_block_len(&r, first + count - 1);
     memset(out + lo, 0, (hi - lo) * sizeof(float));
+    terse__prof_io(0, (hi - lo) * sizeof(float));
     ops->add(&r, p, len, out);
     return TERSE_OK;
 }

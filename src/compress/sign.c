@@ -15,6 +15,7 @@
 #include "compress.h"
 #include "kernels.h"
 #include "wire.h"
+#include "core/prof.h"
 
 #include <math.h>
 #include <string.h>
@@ -35,9 +36,49 @@ static size_t sign_block_max_bytes(const terse__crange_t *r, size_t nb)
     return 4 + (nb + 7) / 8;
 }
 
+/* One pass over v when only the message is wanted: the sign bits do not depend on the scale,
+ * so each L1-sized piece is summed and packed while it is in cache. Pieces are multiples of 16
+ * elements, so the lanes see the adds of one l1_lanes call over the block, in the same order,
+ * and the scale has the same bits. The message waits in scratch until every block proved
+ * finite, so a failure writes nothing. */
+static terse_status_t sign_encode_fused(const terse__crange_t *r, const float *v, uint8_t *out,
+                                        size_t *out_len_p)
+{
+    enum { PIECE = 4096 }; /* elements */
+    const terse__ckernels_t *kern = terse__ckernels();
+    size_t total = 0, pos = 0;
+    for (size_t i = 0; i < r->count; i++)
+        total += 4 + (terse__crange_block_len(r, r->first + i) + 7) / 8;
+    uint8_t *stage = terse__compress_scratch(3, total);
+    if (!stage)
+        return TERSE_ERR_NO_MEMORY;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, start = terse__crange_block_start(r, b);
+        size_t nb = terse__crange_block_len(r, b);
+        double lanes[16] = {0};
+        int bad = 0;
+        for (size_t e = 0; e < nb; e += PIECE) {
+            size_t m = nb - e < PIECE ? nb - e : PIECE;
+            bad |= kern->l1_lanes(v + start + e, m, lanes);
+            kern->sign_pack(v + start + e, m, 0.0f, stage + pos + 4 + e / 8, NULL, NULL);
+        }
+        if (bad && !r->c.nonfinite_passthrough)
+            return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
+        terse__put_f32(stage + pos, block_scale(lanes, nb));
+        terse__prof_io(4 * nb, (nb + 7) / 8);
+        pos += 4 + (nb + 7) / 8;
+    }
+    memcpy(out, stage, pos);
+    terse__prof_io(pos, pos);
+    *out_len_p = pos;
+    return TERSE_OK;
+}
+
 static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint8_t *out,
                                   size_t *out_len_p, float *dense, float *rem)
 {
+    if (!dense && !rem)
+        return sign_encode_fused(r, v, out, out_len_p);
     const terse__ckernels_t *kern = terse__ckernels();
     float *scale = terse__compress_scratch(0, r->count * sizeof(float));
     if (!scale)
@@ -47,6 +88,7 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
         size_t nb = terse__crange_block_len(r, b);
         double lanes[16] = {0};
         int bad = kern->l1_lanes(v + start, nb, lanes);
+        terse__prof_io(4 * nb, 0);
         if (bad && !r->c.nonfinite_passthrough)
             return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
         scale[i] = block_scale(lanes, nb);
@@ -58,6 +100,7 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
         terse__put_f32(out + pos, scale[i]);
         kern->sign_pack(v + start, nb, scale[i], out + pos + 4, dense ? dense + start : NULL,
                         rem ? rem + start : NULL);
+        terse__prof_io(4 * nb, (nb + 7) / 8 + (dense ? 4 * nb : 0) + (rem ? 4 * nb : 0));
         pos += 4 + (nb + 7) / 8;
     }
     *out_len_p = pos;
@@ -93,6 +136,7 @@ static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
         kern->sign_add(p + pos + 4, nb, terse__get_f32(p + pos),
                        acc + terse__crange_block_start(r, b));
+        terse__prof_io(4 * nb, 4 * nb); /* acc read and written (the bits: the message) */
         pos += 4 + (nb + 7) / 8;
     }
 }
@@ -113,6 +157,7 @@ static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, flo
             memset(o + e, 0, m * sizeof(float));
             kern->sign_add(p + pos + 4 + e / 8, m, scale, o + e);
         }
+        terse__prof_io(0, 4 * nb); /* the zeros are read back from L1, not memory */
         pos += 4 + (nb + 7) / 8;
     }
 }
@@ -131,6 +176,8 @@ static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t le
         if (rem + start != v + start)
             memcpy(rem + start, v + start, nb * sizeof(float));
         kern->sign_add(p + pos + 4, nb, -terse__get_f32(p + pos), rem + start);
+        terse__prof_io(rem + start != v + start ? 8 * nb : 4 * nb,
+                       rem + start != v + start ? 8 * nb : 4 * nb);
         pos += 4 + (nb + 7) / 8;
     }
 }

@@ -19,6 +19,7 @@
 #include "wire.h"
 
 #include "core/half.h"
+#include "core/prof.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -103,6 +104,7 @@ static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t 
     if (!keys || (kept && !cand))
         return -1;
     size_t cnt = kern->topk_collect(v, nb, t, UINT32_MAX, keys, cand, cap);
+    terse__prof_io(4 * nb, (cand ? 8 : 4) * (cnt < cap ? cnt : cap));
     if (cnt < k || cnt > cap)
         return 0;
     uint32_t thr = nth_largest(keys, cnt, k - 1), mx = 0;
@@ -139,6 +141,7 @@ int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb,
     }
     uint32_t hist[TERSE__TOPK_BINS1] = {0};
     int bad = kern->topk_hist(v, nb, hist);
+    terse__prof_io(4 * nb, 0);
     size_t need = k;
     uint32_t b1 = find_bin(hist, TERSE__TOPK_BINS1, &need);
     uint32_t lo = b1 << TERSE__TOPK_SHIFT1, hi = lo | ((1u << TERSE__TOPK_SHIFT1) - 1);
@@ -155,6 +158,7 @@ int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb,
         if (!keys)
             return -1;
         kern->topk_collect(v, nb, lo, hi, keys, NULL, cnt);
+        terse__prof_io(4 * nb, 4 * cnt);
     }
     uint32_t h[1024];
     for (int level = 0; level < 2; level++) {
@@ -164,6 +168,7 @@ int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb,
             hist_keys(keys, cnt, lo, hi, shift, h);
         else
             kern->topk_hist_range(v, nb, lo, hi, shift, h);
+        terse__prof_io(keys ? 4 * cnt : 4 * nb, 0);
         uint32_t b = find_bin(h, 1024, &need);
         lo += b << shift;
         hi = lo + ((1u << shift) - 1);
@@ -217,8 +222,10 @@ size_t terse__topk_write_block(const terse__ckernels_t *kern, const float *v, si
             idx[j] = sel->kept[j];
             terse__put_f32(out + 1 + 4 * j, v[idx[j]]);
         }
+        terse__prof_io(8 * k, 8 * k); /* kept indices and values in, indices and values out */
     } else {
         kern->topk_gather(v, nb, sel->thr, sel->n_eq, idx, out + 1, dense, rem);
+        terse__prof_io(4 * nb, 12 * k + (dense ? 4 * nb : 0) + (rem ? 4 * nb : 0));
     }
     uint8_t *p = out + 1 + 4 * k;
     size_t abs_sz = abs32_bytes(nb, k), bm_sz = (nb + 7) / 8;
@@ -436,6 +443,7 @@ static terse_status_t topk_validate(const terse__crange_t *r, const uint8_t *p, 
             return st;
         pos += used[i];
         idx += k;
+        terse__prof_io(0, 8 * k);
     }
     if (pos != len)
         return terse__compress_corrupt(r, r->first + r->count, "%zu trailing bytes", len - pos);
@@ -457,6 +465,7 @@ static void topk_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
                 __builtin_prefetch(&a[idx[j + 16]], 1);
             a[idx[j]] += terse__get_f32(vals + 4 * j);
         }
+        terse__prof_io(12 * k, 4 * k); /* indices, and acc read and written at k places */
         p += used[i];
         idx += k;
     }
@@ -477,6 +486,7 @@ static void topk_remainder(const terse__crange_t *r, const uint8_t *p, size_t le
             memcpy(e, x, nb * sizeof(float));
         for (size_t j = 0; j < k; j++)
             e[idx[j]] = terse__f32_from_bits(terse__f32_bits(x[idx[j]]) & 0x80000000u);
+        terse__prof_io((e != x ? 4 * nb : 0) + 12 * k, (e != x ? 4 * nb : 0) + 4 * k);
         idx += k;
     }
 }

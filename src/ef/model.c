@@ -124,7 +124,8 @@ static terse_status_t alloc_arrays(terse_model_h m)
         !(m->avg64 = terse__alloc_scratch_with(na, dl, "model float64 e_k average")))
         return TERSE_ERR_NO_MEMORY;
     if (m->double_way && (!(m->es = terse__alloc_scratch_with(na, fl, "model server errors e_s")) ||
-                          !(m->es_backup = terse__alloc_scratch_with(na, fl, "model e_s backup"))))
+                          (m->nb > 1 &&
+                           !(m->es_backup = terse__alloc_scratch_with(na, fl, "model e_s backup")))))
         return TERSE_ERR_NO_MEMORY;
     return TERSE_OK;
 }
@@ -217,7 +218,9 @@ static terse_status_t post_bucket(terse_model_h m, size_t b, void *const *params
             .server_error = m->es ? m->es + m->off[j] : NULL,
         };
     }
-    if (m->es && m->off[hi] > m->off[lo])
+    /* A lone bucket writes nothing when it fails, so only several buckets (one may commit
+     * while another fails) need e_s backed up: a memory pass over e_s saved otherwise. */
+    if (m->es && m->nb > 1 && m->off[hi] > m->off[lo])
         memcpy(m->es_backup + m->off[lo], m->es + m->off[lo],
                (m->off[hi] - m->off[lo]) * sizeof(float));
     terse_callreduce_params_t prm = {
@@ -328,7 +331,7 @@ terse_status_t terse_model_finish(terse_model_h m, void *const *params)
     uint64_t bytes = 0;
     terse_status_t st = wait_buckets(m, &bytes);
     if (st != TERSE_OK) {
-        if (m->es)
+        if (m->es && m->nb > 1)
             memcpy(m->es, m->es_backup, m->N * sizeof(float));
         terse__model_write_points(m, params); /* back to x_{t+1/2} */
         return st;

@@ -323,6 +323,44 @@ static void t_sign_rules(void)
     }
 }
 
+/* The message alone is encoded in one pass (sum and pack per L1 piece): the same bytes as the
+ * two-pass encode that also writes C and the remainder, for blocks spanning several pieces
+ * and ending off the piece, lane and byte boundaries; a NaN in a later block still fails the
+ * call with the wire buffer untouched. */
+static void t_sign_one_pass(void)
+{
+    size_t n = 70001;
+    const char *specs[] = {"sign", "sign,block=10000", "sign,block=4097", "sign,block=13",
+                           "sign,block=65536"};
+    float *v = malloc(n * 4), *d = malloc(n * 4), *r = malloc(n * 4);
+    test_fill(v, n);
+    for (size_t i = 0; i < n; i += 7)
+        v[i] = -v[i];
+    v[4096] = -0.0f;
+    for (size_t s = 0; s < sizeof(specs) / sizeof(specs[0]); s++) {
+        terse_compressor_t c = spec(specs[s]);
+        size_t l1, l2;
+        uint8_t *two = test_compress(&c, v, n, 3, 9, &l1, d, r);
+        uint8_t *one = test_compress(&c, v, n, 3, 9, &l2, NULL, NULL);
+        CHECK_EQ_INT(l1, l2);
+        CHECK(l1 == l2 && !memcmp(one, two, l1));
+        free(one), free(two);
+        size_t cap = terse_compress_max_bytes(&c, n), len = 12345;
+        uint8_t *w = malloc(cap), *w0 = malloc(cap);
+        memset(w, 0xab, cap);
+        memcpy(w0, w, cap);
+        float keep = v[n - 3];
+        v[n - 3] = NAN;
+        CHECK_EQ_INT(terse_compress(&c, v, n, 3, 9, w, cap, &len, NULL, NULL),
+                     TERSE_ERR_NONFINITE);
+        CHECK(!memcmp(w, w0, cap));
+        CHECK_EQ_INT(len, 12345);
+        v[n - 3] = keep;
+        free(w), free(w0);
+    }
+    free(v), free(d), free(r);
+}
+
 static void t_casts(void)
 {
     size_t n = 1003;
@@ -558,6 +596,7 @@ int main(int argc, char **argv)
         {"topk_reference", t_topk_reference},
         {"topk_encodings", t_topk_encodings},
         {"sign_rules", t_sign_rules},
+        {"sign_one_pass", t_sign_one_pass},
         {"casts", t_casts},
         {"block_ranges", t_block_ranges},
         {"remainder_rebuild", t_remainder_rebuild},

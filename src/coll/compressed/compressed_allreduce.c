@@ -184,3 +184,12 @@ uint64_t terse_request_bytes_sent(terse_request_h req)
 {
     return req ? req->bytes_sent : 0;
 }
+
+terse_status_t terse_request_phases(terse_request_h req, terse_phase_stats_t *stats, size_t n)
+{
+    if (!req || (n && !stats))
+        return TERSE_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        stats[i] = i < TERSE_PHASE_LAST ? req->prof.ph[i] : (terse_phase_stats_t){0};
+    return TERSE_OK;
+}

@@ -5,6 +5,7 @@
 #include "compress/compress.h"
 #include "core/alloc.h"
 #include "core/config.h"
+#include "core/prof.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -248,9 +249,11 @@ terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi)
         float *rem = p->werr ? p->werr + p->toff[g->tensor] : NULL;
         uint8_t *w = p->wmsg + p->wfill;
         const float *in = terse__cplan_in(p, g->tensor);
+        double t0 = terse__prof_begin(&req->prof);
         terse_status_t st = terse__compress_blocks(&p->c, in, t->count, t->id, p->step, g->first,
                                                    g->count, w + 8, cap, &len, NULL, rem, msg,
                                                    sizeof(msg));
+        terse__prof_end(&req->prof, TERSE_PHASE_WORKER_COMPRESS, t0, 0, 8 + len);
         if (st != TERSE_OK)
             return terse__req_fail(req, st, "compressing %s: %s",
                                    p->peer ? "this host's average of its ranks' inputs"
@@ -326,12 +329,29 @@ static terse_status_t end_packed(terse_request_h req, size_t len, size_t off, in
                            terse__cplan_peer(terse__cplan(req), from), len - off);
 }
 
+/* The phase an unpack belongs to (terse_phase_t). */
+static terse_phase_t unpack_phase(terse__cplan_op_t op, int server)
+{
+    switch (op) {
+    case TERSE_CPLAN_WERR:
+        return TERSE_PHASE_WORKER_ERROR;
+    case TERSE_CPLAN_SERR:
+        return TERSE_PHASE_SERVER_ERROR;
+    case TERSE_CPLAN_OUT:
+        return TERSE_PHASE_OUTPUT;
+    default:
+        return server ? TERSE_PHASE_OUTPUT : TERSE_PHASE_REDUCE;
+    }
+}
+
 static terse_status_t unpack_seg(terse_request_h req, size_t s, const terse__cpart_t *m,
                                  terse__cplan_op_t op, float *acc, int from, int server)
 {
     terse__cplan_t *p = terse__cplan(req);
     char msg[256] = "";
+    double t0 = terse__prof_begin(&req->prof);
     terse_status_t st = unpack_one(p, &p->seg[s], m->p, m->len, op, acc, msg, sizeof(msg));
+    terse__prof_end(&req->prof, unpack_phase(op, server), t0, m->len, 0);
     if (st == TERSE_OK)
         return TERSE_OK;
     return terse__req_fail(req, st == TERSE_ERR_INVALID_ARG ? TERSE_ERR_CORRUPT : st,
@@ -366,7 +386,7 @@ terse_status_t terse__cplan_split(terse_request_h req, int q, const uint8_t *buf
 
 /* The server step of segment @s: single-way out = acc / K; double-way d = e_s + acc / K in
  * place, compressed onto the end of smsg (the remainder into serr when staged). */
-static terse_status_t serve_seg(terse_request_h req, size_t s)
+static terse_status_t serve_seg_run(terse_request_h req, size_t s)
 {
     terse__cplan_t *p = terse__cplan(req);
     const terse__cseg_t *g = &p->seg[s];
@@ -403,6 +423,20 @@ static terse_status_t serve_seg(terse_request_h req, size_t s)
     return TERSE_OK;
 }
 
+static terse_status_t serve_seg(terse_request_h req, size_t s)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    const terse__cseg_t *g = &p->seg[s];
+    uint64_t n4 = g->elem_len * sizeof(float), before = p->smsg_len;
+    int es = p->double_way && p->t[g->tensor].server_error;
+    double t0 = terse__prof_begin(&req->prof);
+    terse_status_t st = serve_seg_run(req, s);
+    /* avg (+ e_s) read and d written; the codec reports its own passes over d */
+    terse__prof_end(&req->prof, TERSE_PHASE_SERVER_COMPRESS, t0, (es ? 2 : 1) * n4,
+                    n4 + p->smsg_len - before);
+    return st;
+}
+
 /* After serve_seg of segments [s_lo, s_hi): the double-way output is the server message,
  * decoded now when staged, recorded for the commit when direct. */
 static terse_status_t serve_done(terse_request_h req, size_t s_lo, size_t s_hi)
@@ -415,7 +449,9 @@ static terse_status_t serve_done(terse_request_h req, size_t s_lo, size_t s_hi)
         return TERSE_OK;
     }
     size_t e_lo = seg_elem(p, s_lo);
+    double t0 = terse__prof_begin(&req->prof);
     memset(p->out + e_lo, 0, (seg_elem(p, s_hi) - e_lo) * sizeof(float));
+    terse__prof_end(&req->prof, TERSE_PHASE_OUTPUT, t0, 0, (seg_elem(p, s_hi) - e_lo) * 4);
     return terse__cplan_add_packed(req, p->smsg, p->smsg_len, s_lo, s_hi, p->out, p->rank, 1);
 }
 
@@ -462,13 +498,17 @@ terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t s
         if (terse__cplan_unpack(req, p->wmsg + p->wseg_off[s], p->wseg_end[s] - p->wseg_off[s], s,
                                 s + 1, TERSE_CPLAN_WERR, NULL, p->rank, 0) != TERSE_OK)
             return req->status;
+    double t0 = terse__prof_begin(&req->prof);
     for (size_t j = 0; j < p->nt && p->werr; j++)
         if (p->t[j].worker_error && p->t[j].count)
             memcpy(p->t[j].worker_error, p->werr + p->toff[j], p->t[j].count * sizeof(float));
+    if (p->werr)
+        terse__prof_end(&req->prof, TERSE_PHASE_WORKER_ERROR, t0, 4 * p->N, 4 * p->N);
     if (p->direct_serr && serr_hi > serr_lo &&
         terse__cplan_unpack(req, p->smsg, p->smsg_len, serr_lo, serr_hi, TERSE_CPLAN_SERR, p->acc,
                             p->rank, 1) != TERSE_OK)
         return req->status;
+    t0 = terse__prof_begin(&req->prof);
     for (size_t s = serr_lo; s < serr_hi && p->serr; s++) {
         const terse__cseg_t *g = &p->seg[s];
         float *es = p->t[g->tensor].server_error;
@@ -476,6 +516,10 @@ terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t s
             memcpy(es + g->elem_off, p->serr + p->toff[g->tensor] + g->elem_off,
                    g->elem_len * sizeof(float));
     }
+    if (p->serr)
+        terse__prof_end(&req->prof, TERSE_PHASE_SERVER_ERROR, t0,
+                        4 * (seg_elem(p, serr_hi) - seg_elem(p, serr_lo)),
+                        4 * (seg_elem(p, serr_hi) - seg_elem(p, serr_lo)));
     if (p->direct_out) {
         /* out = 0 + decode(server messages), the staged path's arithmetic, in place: the
          * server messages' segments cover every block once */
@@ -487,8 +531,10 @@ terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t s
         }
         return TERSE_OK;
     }
+    t0 = terse__prof_begin(&req->prof);
     for (size_t j = 0; j < p->nt; j++)
         if (p->t[j].count)
             memmove(p->t[j].out, p->out + p->toff[j], p->t[j].count * sizeof(float));
+    terse__prof_end(&req->prof, TERSE_PHASE_OUTPUT, t0, 4 * p->N, 4 * p->N);
     return TERSE_OK;
 }
