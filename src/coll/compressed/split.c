@@ -8,8 +8,13 @@
  *               in rank order into acc = +0 (one float add per element a message touches: the
  *               allgather's sum), then d = e_s + acc / K over its slice.
  *   R2 bounds:  each owner whose slice has n_r >= k sends a key t_r (|d| bits) with at least k
- *               keys of its slice at or above it and at most k above it. The block's k-th largest key T >= L = max t_r
- *               (L = 0 when no slice has k elements).
+ *               keys of its slice at or above it and at most k above it, and each whose slice
+ *               has n_r >= k' = ceil(k / K) a key u_r with at least k' at or above it. L is
+ *               the largest of these keys x with sum_r (k if t_r >= x, else k' if u_r >= x)
+ *               >= k, so at least k keys are >= L and the block's k-th largest key T >= L
+ *               (L = 0 when no key qualifies). L >= max t_r keeps at most k keys of a slice
+ *               above L; the u_r bring L near T when the top keys spread over the slices, so
+ *               R3 carries about k keys in all instead of about k per owner.
  *   R3 keys:    each owner sends the keys of its slice above L (at most k) and how many equal
  *               L. Every owner then knows the multiset of keys >= L, which holds the top k: T is
  *               its k-th largest, "above" counts keys > T, and the n_eq = k - above ties at T go
@@ -42,7 +47,7 @@ typedef struct spl_state {
     uint32_t L, T;
     uint8_t *send;   /* send area: R1 parts, then R3 keys, then R4 this owner's results */
     uint32_t *keys;  /* union of the explicit keys (R3) */
-    uint8_t *bound;  /* R2: 8 bytes per participant */
+    uint8_t *bound;  /* R2: 16 bytes per participant: [has t, t, has u, u] */
     size_t sendcap;
 } spl_state_t;
 
@@ -128,7 +133,7 @@ static terse_status_t post_parts(terse_request_h req)
     if (terse__cplan_layout(req, rcap, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
         return req->status;
     s->sendcap = 8 * (size_t)K + 8 * k + 64;
-    size_t total = s->sendcap + 4 * (size_t)K * k + 8 * (size_t)K + 64;
+    size_t total = s->sendcap + 4 * (size_t)K * k + 16 * (size_t)K + 64;
     uint8_t *m = terse__req_scratch2(req, total);
     if (!m)
         return req->status;
@@ -212,12 +217,22 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
     else
         for (size_t i = lo; i < hi; i++)
             a[i] = 0.0f + a[i] / kf;
-    uint32_t b[2] = {0, 0}; /* [has a bound, key] */
+    uint32_t b[4] = {0, 0, 0, 0}; /* [has t, t, has u, u] */
+    size_t k2 = (k + (size_t)K - 1) / (size_t)K;
     if (hi - lo >= k) {
         bad = terse__topk_lower_key(a + lo, hi - lo, k, &b[1]);
+        if (bad >= 0 && k2 < k)
+            bad |= terse__topk_lower_key(a + lo, hi - lo, k2, &b[3]);
+        else if (bad >= 0)
+            b[3] = b[1];
         if (bad < 0)
             return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
-        b[0] = 1;
+        b[0] = b[2] = 1;
+    } else if (hi - lo >= k2) {
+        bad = terse__topk_lower_key(a + lo, hi - lo, k2, &b[3]);
+        if (bad < 0)
+            return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
+        b[2] = 1;
     } else {
         for (size_t i = lo; i < hi; i++)
             bad |= key_of(a[i]) >= 0x7f800000u;
@@ -226,13 +241,13 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         return terse__req_fail(req, TERSE_ERR_NONFINITE,
                                "server compression: tensor %u: NaN or Inf in e_s + avg",
                                p->t[0].id);
-    memcpy(s->bound + 8 * (size_t)me, b, 8);
+    memcpy(s->bound + 16 * (size_t)me, b, 16);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv(req, q, 1, s->bound + 8 * (size_t)q, 8);
+            p->recv_at[q] = terse__cplan_recv(req, q, 1, s->bound + 16 * (size_t)q, 16);
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_send(req, q, 1, s->bound + 8 * (size_t)me, 8);
+            terse__cplan_send(req, q, 1, s->bound + 16 * (size_t)me, 16);
     return TERSE_OK;
 }
 
@@ -244,16 +259,30 @@ static terse_status_t post_keys(terse_request_h req)
     int K = p->K, me = p->rank;
     size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k;
     uint32_t L = 0;
+    size_t k2 = (k + (size_t)K - 1) / (size_t)K;
     for (int q = 0; q < K; q++) {
-        uint32_t b[2];
-        memcpy(b, s->bound + 8 * (size_t)q, 8);
+        uint32_t b[4];
+        memcpy(b, s->bound + 16 * (size_t)q, 16);
         size_t nq = sl_lo(p, q + 1) - sl_lo(p, q);
-        if (b[0] > 1 || (b[0] == 1 && (nq < k || b[1] >= 0x7f800000u)) || (b[0] == 0 && nq >= k))
+        if (b[0] != (nq >= k) || b[2] != (nq >= k2) || (b[0] && b[1] >= 0x7f800000u) ||
+            (b[2] && (b[3] >= 0x7f800000u || (b[0] && b[3] < b[1]))))
             return terse__req_fail(req, TERSE_ERR_CORRUPT, "bound from rank %d invalid",
                                    terse__cplan_peer(p, q));
-        if (b[0] && b[1] > L)
-            L = b[1];
     }
+    for (int q = 0; q < K; q++) /* candidates: every t_r and u_r */
+        for (int h = 0; h < 2; h++) {
+            uint32_t x, b[4];
+            memcpy(b, s->bound + 16 * (size_t)q, 16);
+            if (!b[2 * h] || (x = b[2 * h + 1]) <= L)
+                continue;
+            size_t sure = 0;
+            for (int r = 0; r < K; r++) {
+                memcpy(b, s->bound + 16 * (size_t)r, 16);
+                sure += b[0] && b[1] >= x ? k : b[2] && b[3] >= x ? k2 : 0;
+            }
+            if (sure >= k)
+                L = x;
+        }
     s->L = L;
     /* [u64 above][u64 equal][above u32 keys] */
     uint8_t *w = s->send;
