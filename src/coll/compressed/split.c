@@ -26,6 +26,7 @@
  * the K result lists, e_s of this rank's slice). Non-finite values are not carried (the plan
  * does not come here under nonfinite passthrough). */
 #include "compressed.h"
+#include "split_list.h"
 
 #include "compress/compress.h"
 #include "core/config.h"
@@ -82,39 +83,48 @@ int terse__csplit_applies(const terse__cplan_t *p)
            p->c.kind == TERSE_COMPRESSOR_TOPK && !passthrough(p) && p->N >= (size_t)p->K;
 }
 
-/* A list message: [u64 count][count u32 indices][count f32 values]; indices global, in
- * [lo, hi), strictly increasing, values finite. NULL on a malformed one. */
+/* A received list: well formed, indices in [lo, hi), values finite. NULL on a malformed one. */
 static const uint8_t *list_check(terse_request_h req, const uint8_t *m, size_t len, size_t lo,
                                  size_t hi, size_t maxcnt, size_t *cnt_p, int from,
                                  const char *what)
 {
     terse__cplan_t *p = terse__cplan(req);
-    uint64_t cnt;
+    uint64_t cnt, gb;
     int peer = terse__cplan_peer(p, from);
-    if (len < 8) {
+    if (len < LIST_HDR) {
         terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d truncated", what, peer);
         return NULL;
     }
     memcpy(&cnt, m, 8);
-    if (cnt > maxcnt || len != 8 + 8 * cnt) {
+    memcpy(&gb, m + 8, 8);
+    if (cnt > maxcnt || gb > LIST_MAX_GAP * cnt || gb < cnt || len != LIST_HDR + 4 * cnt + gb) {
         terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: %llu entries in %zu bytes",
                         what, peer, (unsigned long long)cnt, len);
         return NULL;
     }
-    const uint8_t *ip = m + 8, *vp = m + 8 + 4 * cnt;
-    uint64_t prev = 0;
+    const uint8_t *g = m + LIST_HDR + 4 * cnt, *end = g + gb;
+    uint64_t next = lo;
     for (size_t j = 0; j < cnt; j++) {
-        uint32_t x;
-        float v;
-        memcpy(&x, ip + 4 * j, 4);
-        memcpy(&v, vp + 4 * j, 4);
-        if (x < lo || x >= hi || (j && x <= prev) || key_of(v) >= 0x7f800000u) {
-            terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: entry %zu (index %u) %s",
-                            what, peer, j, x,
-                            key_of(v) >= 0x7f800000u ? "not finite" : "out of range or order");
+        uint64_t gap = 0;
+        unsigned sh = 0;
+        int more = 1;
+        while (more && g < end && sh < 35) {
+            gap |= (uint64_t)(*g & 0x7f) << sh;
+            more = *g++ & 0x80;
+            sh += 7;
+        }
+        uint64_t x = next + gap;
+        float v = list_val(m, j);
+        if (more || x >= hi || key_of(v) >= 0x7f800000u) {
+            terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: entry %zu %s", what, peer,
+                            j, key_of(v) >= 0x7f800000u ? "not finite" : "out of range");
             return NULL;
         }
-        prev = x;
+        next = x + 1;
+    }
+    if (g != end) {
+        terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: trailing gap bytes", what, peer);
+        return NULL;
     }
     *cnt_p = (size_t)cnt;
     return m;
@@ -129,10 +139,10 @@ static terse_status_t post_parts(terse_request_h req)
     const terse_ctensor_t *t = &p->t[0];
     size_t n = p->N, k = terse__compress_k(p->c.ratio, n);
     s->k = k;
-    size_t rcap = 16 + 8 * k;
+    size_t rcap = list_cap(k);
     if (terse__cplan_layout(req, rcap, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
         return req->status;
-    s->sendcap = 8 * (size_t)K + 8 * k + 64;
+    s->sendcap = LIST_HDR * (size_t)K + list_cap(k) + 64;
     size_t total = s->sendcap + 4 * (size_t)K * k + 16 * (size_t)K + 64;
     uint8_t *m = terse__req_scratch2(req, total);
     if (!m)
@@ -144,7 +154,7 @@ static terse_status_t post_parts(terse_request_h req)
     for (int q = 0; q < K; q++)
         if (q != me)
             p->recv_at[q] = terse__cplan_recv_var(req, q, 0, p->rbuf[q],
-                                                  8 + 8 * (hi_me - lo_me < k ? hi_me - lo_me : k));
+                                                  list_cap(hi_me - lo_me < k ? hi_me - lo_me : k));
     if (terse__cplan_compress(req, 0, 1) != TERSE_OK)
         return req->status;
     uint64_t wl;
@@ -161,14 +171,7 @@ static terse_status_t post_parts(terse_request_h req)
         size_t hi = sl_lo(p, r + 1), j0 = j;
         while (j < k && idx[j] < hi)
             j++;
-        uint64_t cnt = j - j0;
-        memcpy(w, &cnt, 8);
-        for (size_t i = j0; i < j; i++) {
-            uint32_t x = (uint32_t)idx[i];
-            memcpy(w + 8 + 4 * (i - j0), &x, 4);
-            memcpy(w + 8 + 4 * cnt + 4 * (i - j0), &in[idx[i]], 4);
-        }
-        size_t len = 8 + 8 * cnt;
+        size_t len = list_put(w, sl_lo(p, r), NULL, idx + j0, j - j0, in);
         if (r == me)
             p->recv_at[me] = (int)(w - s->send); /* own part: offset in the area */
         else
@@ -192,22 +195,16 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         size_t len, cnt;
         if (q == me) {
             m = s->send + p->recv_at[me];
-            uint64_t c;
-            memcpy(&c, m, 8);
-            len = 8 + 8 * (size_t)c;
+            len = list_len(m);
         } else {
             m = p->rbuf[q];
             len = terse__req_received_len(req, p->recv_at[q]);
         }
         if (!list_check(req, m, len, lo, hi, k, &cnt, q, "message"))
             return req->status;
-        for (size_t j = 0; j < cnt; j++) {
-            uint32_t x;
-            float v;
-            memcpy(&x, m + 8 + 4 * j, 4);
-            memcpy(&v, m + 8 + 4 * cnt + 4 * j, 4);
-            a[x] += v;
-        }
+        list_cur_t c = list_begin(m, lo);
+        for (size_t j = 0; j < cnt; j++)
+            a[list_next(&c)] += list_val(m, j);
     }
     const float kf = (float)K, *es = p->t[0].server_error;
     int bad = 0;
@@ -405,25 +402,21 @@ static terse_status_t select_and_post_results(terse_request_h req)
     mine_eq = need > before ? need - before : 0;
     /* this owner's kept pairs, in index order */
     const float *a = p->acc;
-    uint8_t *w = s->send;
-    uint32_t *ip = (uint32_t *)(w + 8);
+    uint32_t *ip = s->keys; /* the keys are done with */
     size_t cnt = 0;
     for (size_t i = lo; i < hi; i++) {
         uint32_t x = key_of(a[i]);
         if (x > T || (x == T && mine_eq && mine_eq--))
             ip[cnt++] = (uint32_t)i;
     }
-    uint64_t c64 = cnt;
-    memcpy(w, &c64, 8);
-    float *vp = (float *)(w + 8 + 4 * cnt);
-    for (size_t j = 0; j < cnt; j++)
-        vp[j] = a[ip[j]];
+    uint8_t *w = s->send;
+    size_t wlen = list_put(w, lo, ip, NULL, cnt, a);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 3, p->rbuf[q], 16 + 8 * k);
+            p->recv_at[q] = terse__cplan_recv_var(req, q, 3, p->rbuf[q], list_cap(k));
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_send(req, q, 3, w, 8 + 8 * cnt);
+            terse__cplan_send(req, q, 3, w, wlen);
     return TERSE_OK;
 }
 
@@ -436,18 +429,15 @@ static terse_status_t check_results(terse_request_h req)
         const uint8_t *m = q == p->rank ? s->send : p->rbuf[q];
         size_t len;
         if (q == p->rank) {
-            uint64_t c;
-            memcpy(&c, m, 8);
-            len = 8 + 8 * (size_t)c;
+            len = list_len(m);
         } else {
             len = terse__req_received_len(req, p->recv_at[q]);
         }
         if (!list_check(req, m, len, sl_lo(p, q), sl_lo(p, q + 1), s->k, &cnt, q,
                         "server message"))
             return req->status;
-        const float *vp = (const float *)(m + 8 + 4 * cnt);
         for (size_t j = 0; j < cnt; j++)
-            if (key_of(vp[j]) < s->T)
+            if (key_of(list_val(m, j)) < s->T)
                 return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                        "server message from rank %d: value below the threshold",
                                        terse__cplan_peer(p, q));
@@ -473,14 +463,15 @@ static terse_status_t commit(terse_request_h req)
     const float *a = p->acc;
     uint64_t c;
     memcpy(&c, s->send, 8);
-    const uint32_t *ip = (const uint32_t *)(s->send + 8);
     if (t->server_error) {
         memcpy(t->server_error + lo, a + lo, (hi - lo) * sizeof(float));
+        list_cur_t cur = list_begin(s->send, lo);
         for (size_t j = 0; j < c; j++) { /* a zero with d's sign, as encode's remainder */
+            uint64_t x = list_next(&cur);
             uint32_t b;
-            memcpy(&b, &a[ip[j]], 4);
+            memcpy(&b, &a[x], 4);
             b &= 0x80000000u;
-            memcpy(&t->server_error[ip[j]], &b, 4);
+            memcpy(&t->server_error[x], &b, 4);
         }
     }
     memset(t->out, 0, p->N * sizeof(float));
@@ -488,13 +479,9 @@ static terse_status_t commit(terse_request_h req)
         const uint8_t *m = q == me ? s->send : p->rbuf[q];
         uint64_t cnt;
         memcpy(&cnt, m, 8);
-        for (size_t j = 0; j < cnt; j++) {
-            uint32_t x;
-            float v;
-            memcpy(&x, m + 8 + 4 * j, 4);
-            memcpy(&v, m + 8 + 4 * cnt + 4 * j, 4);
-            t->out[x] = 0.0f + v;
-        }
+        list_cur_t cur = list_begin(m, sl_lo(p, q));
+        for (size_t j = 0; j < cnt; j++)
+            t->out[list_next(&cur)] = 0.0f + list_val(m, j);
     }
     return TERSE_OK;
 }
