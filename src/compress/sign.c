@@ -2,10 +2,12 @@
  * sign: C(v) = (||v||_1 / nb) * sign(v) per block, v >= 0 (including -0.0) counting as +
  * (SAEF paper, Eq. 2).
  *
- * Reproducible scale: |v[i]| is added, in double, into lane i % 16 in element order, and the
- * 16 lanes are combined by a fixed pairwise tree, then divided by nb and rounded to float
- * once. Float -> double is exact and the order is fixed, so the scalar, AVX2 and AVX-512
- * kernels (and every machine) give the same bits.
+ * Reproducible scale (sign.h): per chunk of TERSE_SIGN_CHUNK elements, |v[i]| is added, in
+ * double, into lane i % 16 in element order and the 16 lanes are combined by a fixed pairwise
+ * tree; the chunk partials are added in chunk order in double, divided by nb and rounded to
+ * float once. Float -> double is exact and the order is fixed, so the scalar, AVX2 and
+ * AVX-512 kernels (and every machine, and every split of the block at chunk boundaries) give
+ * the same bits.
  *
  * Block payload: [scale f32][ceil(nb/8) bytes: bit i%8 of byte i/8 set when v[i] < 0, padding
  * bits 0]. remainder = v - C(v), one float rounding from exact.
@@ -14,21 +16,59 @@
  */
 #include "compress.h"
 #include "kernels.h"
+#include "sign.h"
 #include "wire.h"
 #include "core/prof.h"
 
 #include <math.h>
 #include <string.h>
 
-static float block_scale(const double lanes[16], size_t nb)
+static double lanes_sum(const double lanes[16])
 {
     double s[8];
     for (int i = 0; i < 8; i++)
         s[i] = lanes[i] + lanes[i + 8];
     for (int i = 0; i < 4; i++)
         s[i] += s[i + 4];
-    double l1 = (s[0] + s[2]) + (s[1] + s[3]);
+    return (s[0] + s[2]) + (s[1] + s[3]);
+}
+
+int terse__sign_partials(const float *v, size_t n, double *part)
+{
+    const terse__ckernels_t *kern = terse__ckernels();
+    int bad = 0;
+    for (size_t e = 0, c = 0; e < n; e += TERSE_SIGN_CHUNK, c++) {
+        double lanes[16] = {0};
+        bad |= kern->l1_lanes(v + e, n - e < TERSE_SIGN_CHUNK ? n - e : TERSE_SIGN_CHUNK, lanes);
+        part[c] = lanes_sum(lanes);
+    }
+    return bad;
+}
+
+float terse__sign_scale(const double *part, size_t m, size_t nb)
+{
+    double l1 = 0.0; /* 0 + P_0 = P_0: partials are never -0 */
+    for (size_t c = 0; c < m; c++)
+        l1 += part[c];
     return (float)(l1 / (double)nb);
+}
+
+/* The scale of one block, its partials a piece at a time (no buffer of nb / CHUNK doubles). */
+static int block_scale(const float *v, size_t nb, float *scale_p)
+{
+    enum { PIECE = 64 };
+    double part[PIECE], l1 = 0.0;
+    int bad = 0;
+    for (size_t e = 0; e < nb; e += (size_t)PIECE * TERSE_SIGN_CHUNK) {
+        size_t len = nb - e < (size_t)PIECE * TERSE_SIGN_CHUNK ? nb - e
+                                                                : (size_t)PIECE * TERSE_SIGN_CHUNK;
+        size_t m = (len + TERSE_SIGN_CHUNK - 1) / TERSE_SIGN_CHUNK;
+        bad |= terse__sign_partials(v + e, len, part);
+        for (size_t c = 0; c < m; c++)
+            l1 += part[c]; /* in chunk order, as terse__sign_scale */
+    }
+    *scale_p = (float)(l1 / (double)nb);
+    return bad;
 }
 
 static size_t sign_block_max_bytes(const terse__crange_t *r, size_t nb)
@@ -37,14 +77,12 @@ static size_t sign_block_max_bytes(const terse__crange_t *r, size_t nb)
 }
 
 /* One pass over v when only the message is wanted: the sign bits do not depend on the scale,
- * so each L1-sized piece is summed and packed while it is in cache. Pieces are multiples of 16
- * elements, so the lanes see the adds of one l1_lanes call over the block, in the same order,
- * and the scale has the same bits. The message waits in scratch until every block proved
+ * so each chunk is summed and packed while it is in cache, its partial added in chunk order as
+ * block_scale does (the same bits). The message waits in scratch until every block proved
  * finite, so a failure writes nothing. */
 static terse_status_t sign_encode_fused(const terse__crange_t *r, const float *v, uint8_t *out,
                                         size_t *out_len_p)
 {
-    enum { PIECE = 4096 }; /* elements */
     const terse__ckernels_t *kern = terse__ckernels();
     size_t total = 0, pos = 0;
     for (size_t i = 0; i < r->count; i++)
@@ -55,16 +93,18 @@ static terse_status_t sign_encode_fused(const terse__crange_t *r, const float *v
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, start = terse__crange_block_start(r, b);
         size_t nb = terse__crange_block_len(r, b);
-        double lanes[16] = {0};
+        double l1 = 0.0;
         int bad = 0;
-        for (size_t e = 0; e < nb; e += PIECE) {
-            size_t m = nb - e < PIECE ? nb - e : PIECE;
+        for (size_t e = 0; e < nb; e += TERSE_SIGN_CHUNK) {
+            size_t m = nb - e < TERSE_SIGN_CHUNK ? nb - e : TERSE_SIGN_CHUNK;
+            double lanes[16] = {0};
             bad |= kern->l1_lanes(v + start + e, m, lanes);
+            l1 += lanes_sum(lanes);
             kern->sign_pack(v + start + e, m, 0.0f, stage + pos + 4 + e / 8, NULL, NULL);
         }
         if (bad && !r->c.nonfinite_passthrough)
             return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
-        terse__put_f32(stage + pos, block_scale(lanes, nb));
+        terse__put_f32(stage + pos, (float)(l1 / (double)nb));
         terse__prof_io(4 * nb, (nb + 7) / 8);
         pos += 4 + (nb + 7) / 8;
     }
@@ -86,12 +126,10 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, start = terse__crange_block_start(r, b);
         size_t nb = terse__crange_block_len(r, b);
-        double lanes[16] = {0};
-        int bad = kern->l1_lanes(v + start, nb, lanes);
+        int bad = block_scale(v + start, nb, &scale[i]);
         terse__prof_io(4 * nb, 0);
         if (bad && !r->c.nonfinite_passthrough)
             return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
-        scale[i] = block_scale(lanes, nb);
     }
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {

@@ -534,49 +534,81 @@ static void single_fill(float *in, size_t n, int mode, int rank, int step)
     }
 }
 
+/* This rank's slice of an n-element block under the split (sign: whole 4096-element chunks,
+ * compress/sign.h); 0 when the split does not apply and one owner serves the whole block. */
+static int single_slice(int sign, size_t n, int K, int r, size_t *lo_p, size_t *hi_p)
+{
+    size_t nch = (n + 4095) / 4096, m = sign ? nch : n;
+    size_t a = (size_t)(((unsigned __int128)m * (unsigned)r) / (unsigned)K),
+           b = (size_t)(((unsigned __int128)m * (unsigned)(r + 1)) / (unsigned)K);
+    *lo_p = sign ? (a * 4096 < n ? a * 4096 : n) : a;
+    *hi_p = sign ? (b * 4096 < n ? b * 4096 : n) : b;
+    return K > 1 && m >= (size_t)K;
+}
+
+/* Runs three steps of one spec on one tensor with algorithm @algo; returns the last status. */
+static terse_status_t single_run(terse_comm_h comm, const char *spec, const char *algo, float **B,
+                                 size_t n, int mode, int nan_step, const char **ran_p)
+{
+    terse_status_t st = TERSE_OK;
+    for (size_t i = 0; i < n; i++)
+        B[3][i] = mode == 1 ? (float)(i % 3) * 0.5f : (float)(i % 7) * 0.01f;
+    set_algo(algo);
+    for (int step = 0; step < 3; step++) {
+        single_fill(B[0], n, mode, test_rank, step);
+        if (step == nan_step && test_rank == test_size - 1)
+            B[0][n / 2] = NAN;
+        terse_ctensor_t t = {.id = 3, .count = n, .in = B[0], .out = B[1],
+                             .worker_error = B[2], .server_error = B[3]};
+        terse_callreduce_params_t p = {
+            .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
+            .tensors = &t, .ntensors = 1, .double_way = 1, .step = (uint64_t)step};
+        CHECK(terse_compressor_parse(spec, &p.compressor) == TERSE_OK, "%s", spec);
+        terse_request_h req = NULL;
+        st = terse_icompressed_allreduce(comm, &p, &req);
+        if (st == TERSE_OK)
+            st = terse_wait(req);
+        if (req)
+            *ran_p = terse_request_algorithm(req);
+        terse_request_free(req);
+        if (step == nan_step)
+            return st;
+        CHECK(st == TERSE_OK, "single n %zu %s mode %d %s: %s (%s)", n, spec, mode, algo,
+              terse_status_name(st), terse_comm_last_error(comm));
+    }
+    return st;
+}
+
 static void test_single(terse_comm_h comm)
 {
-    static const size_t ns[] = {1, 2, 3, 5, 16, 17, 100, 1009, 140001};
-    static const double ratios[] = {0.01, 0.2, 0.25, 0.5, 1.0};
+    static const size_t ns[] = {1, 2, 3, 5, 16, 17, 100, 1009, 4096, 4097, 12289, 70001, 140001};
+    static const char *sspecs[] = {"topk:0.01", "topk:0.2", "topk:0.25", "topk:0.5", "topk:1",
+                                  "sign"};
     int K = test_size, r = test_rank;
-    /* 16 ranks on a few cores: the large size only at the lower counts */
+    /* 16 ranks on a few cores: the large size, the sizes whose sign block has fewer chunks
+     * than ranks and two of the ratios only at the lower counts */
     size_t nn = sizeof(ns) / sizeof(ns[0]) - (K > 8 ? 1 : 0);
     for (size_t a = 0; a < nn; a++) {
-        size_t n = ns[a], lo = (size_t)(((unsigned __int128)n * (unsigned)r) / (unsigned)K),
-               hi = (size_t)(((unsigned __int128)n * (unsigned)(r + 1)) / (unsigned)K);
-        for (size_t b = 0; b < sizeof(ratios) / sizeof(ratios[0]); b++) {
+        size_t n = ns[a];
+        if (K > 8 && n >= 4096 && n < 65536)
+            continue;
+        for (size_t b = 0; b < sizeof(sspecs) / sizeof(sspecs[0]); b++) {
+            if (K > 8 && (b == 1 || b == 3))
+                continue;
+            int sign = !strncmp(sspecs[b], "sign", 4);
+            const char *names[2] = {sign ? "sign_allgather" : "sparse_allgather",
+                                    sign ? "sign_a2a_ag" : "sparse_rs_ag"};
+            size_t lo, hi;
+            int split = single_slice(sign, n, K, r, &lo, &hi);
             for (int mode = 0; mode < 3; mode++) {
-                char spec[64];
-                snprintf(spec, sizeof(spec), "topk:%g", ratios[b]);
+                const char *spec = sspecs[b], *ran = "";
                 float *buf[2][4];
                 for (int v = 0; v < 2; v++)
                     for (int j = 0; j < 4; j++)
                         buf[v][j] = calloc(n, 4);
-                const char *names[2] = {"sparse_allgather", "sparse_rs_ag"};
                 for (int v = 0; v < 2; v++) {
-                    set_algo(names[v]);
-                    float **B = buf[v]; /* in, out, werr, serr */
-                    for (size_t i = 0; i < n; i++)
-                        B[3][i] = mode == 1 ? (float)(i % 3) * 0.5f : (float)(i % 7) * 0.01f;
-                    for (int step = 0; step < 3; step++) {
-                        single_fill(B[0], n, mode, r, step);
-                        terse_ctensor_t t = {.id = 3, .count = n, .in = B[0], .out = B[1],
-                                             .worker_error = B[2], .server_error = B[3]};
-                        terse_callreduce_params_t p = {
-                            .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
-                                          TERSE_CALLREDUCE_FIELD_STEP,
-                            .tensors = &t, .ntensors = 1, .double_way = 1, .step = (uint64_t)step};
-                        CHECK(terse_compressor_parse(spec, &p.compressor) == TERSE_OK, "%s", spec);
-                        terse_request_h req = NULL;
-                        terse_status_t st = terse_icompressed_allreduce(comm, &p, &req);
-                        if (st == TERSE_OK)
-                            st = terse_wait(req);
-                        CHECK(st == TERSE_OK, "single n %zu %s mode %d %s: %s (%s)", n, spec, mode,
-                              names[v], terse_status_name(st), terse_comm_last_error(comm));
-                        CHECK(!strcmp(terse_request_algorithm(req), names[v]), "ran %s",
-                              terse_request_algorithm(req));
-                        terse_request_free(req);
-                    }
+                    single_run(comm, spec, names[v], buf[v], n, mode, -1, &ran);
+                    CHECK(!strcmp(ran, names[v]), "ran %s", ran);
                 }
                 float **A = buf[0], **O = buf[1];
                 CHECK(test_identical(O[1], n * 4), "single n %zu %s mode %d: out differs across ranks",
@@ -585,10 +617,26 @@ static void test_single(terse_comm_h comm)
                       mode);
                 CHECK(!memcmp(A[2], O[2], n * 4), "single n %zu %s mode %d: worker error differs",
                       n, spec, mode);
-                /* n < K: one owner serves the whole block (the split needs a slice per rank) */
-                CHECK(n < (size_t)K || !memcmp(A[3] + lo, O[3] + lo, (hi - lo) * 4),
+                /* without the split one owner serves the whole block */
+                CHECK(!split || !memcmp(A[3] + lo, O[3] + lo, (hi - lo) * 4),
                       "single n %zu %s mode %d: server error of slice [%zu, %zu) differs", n, spec,
                       mode, lo, hi);
+                /* auto: the split from 3 ranks on sparse enough messages, the same bits */
+                if (mode == 0 && split && K >= 3 && n >= 4097 && (sign || b == 0)) {
+                    single_run(comm, spec, "auto", buf[1], n, mode, -1, &ran);
+                    CHECK(!strcmp(ran, names[1]), "single n %zu %s: auto ran %s", n, spec, ran);
+                    CHECK(!memcmp(A[1], O[1], n * 4), "single n %zu %s auto: out differs", n, spec);
+                }
+                /* NaN in one rank's input at step 1: every rank fails, out untouched */
+                if (mode == 0 && split && n >= 4097) {
+                    terse_status_t st[2];
+                    for (int v = 0; v < 2; v++)
+                        st[v] = single_run(comm, spec, names[v], buf[v], n, mode, 1, &ran);
+                    CHECK(st[0] != TERSE_OK && st[0] == st[1], "single n %zu %s NaN: %s, %s", n,
+                          spec, terse_status_name(st[0]), terse_status_name(st[1]));
+                    CHECK(!memcmp(A[1], O[1], n * 4) && !memcmp(A[3] + lo, O[3] + lo, (hi - lo) * 4),
+                          "single n %zu %s NaN: buffers differ", n, spec);
+                }
                 for (int v = 0; v < 2; v++)
                     for (int j = 0; j < 4; j++)
                         free(buf[v][j]);

@@ -35,6 +35,22 @@ def parse_spec(spec):
     return kind, float(ratio) if ratio else 0.0, block
 
 
+def sign_l1(v):
+    """||v||_1 as the sign codec defines it: per chunk of 4096 elements, 16 double lanes in
+    element order combined by a fixed pairwise tree; the chunk partials added in chunk order."""
+    l1 = 0.0
+    for c0 in range(0, v.size, 4096):
+        a = np.abs(v[c0:c0 + 4096].astype(np.float64))
+        lanes = np.zeros(16)
+        for i in range(0, a.size, 16):  # row by row: element order within each lane
+            row = a[i:i + 16]
+            lanes[:row.size] += row
+        s = lanes[:8] + lanes[8:]
+        s = s[:4] + s[4:]
+        l1 += (s[0] + s[2]) + (s[1] + s[3])
+    return l1
+
+
 def compress_block(kind, ratio, v):
     n = v.size
     if kind == "topk":
@@ -45,7 +61,7 @@ def compress_block(kind, ratio, v):
         c[idx] = v[idx]
         return c
     if kind == "sign":
-        scale = F(np.sum(np.abs(v.astype(np.float64))) / n)
+        scale = F(sign_l1(v) / n)
         return np.where(v >= 0, scale, -scale).astype(F)
     raise SystemExit("reference knows topk and sign only")
 

@@ -256,4 +256,8 @@ static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t 
 int terse__csplit_applies(const terse__cplan_t *p);
 terse_status_t terse__csplit_progress(terse_request_h req);
 
+/* sign_split.c: the same for one sign block, split at the scale's chunk boundaries. */
+int terse__csign_split_applies(const terse__cplan_t *p);
+terse_status_t terse__csign_split_progress(terse_request_h req);
+
 #endif

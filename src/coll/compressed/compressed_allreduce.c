@@ -42,7 +42,9 @@ static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t 
     /* Allgather moves (K-1)*wire per rank, owner schedules ~2*wire: owners win from K >= 3
      * when the work balances; single-way results travel densely from owners, so allgather
      * while K*density stays below the dense 2 (K-1)/K. */
-    if (p->double_way && K >= 3 && balanced)
+    /* One block split over the owners by elements balances by construction. */
+    int split = terse__csplit_applies(p) || terse__csign_split_applies(p);
+    if (p->double_way && K >= 3 && (balanced || split))
         return sign ? &terse__cmp_sign_a2a_ag_algo : &terse__cmp_sparse_rs_ag_algo;
     if (!p->double_way && K * density >= 1.0)
         return balanced ? &terse__cmp_sparse_rs_ag_algo : &terse__cmp_dense_algo;

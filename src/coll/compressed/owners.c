@@ -129,6 +129,8 @@ static terse_status_t owner_progress(terse_request_h req)
 
     if (terse__csplit_applies(p)) /* a single block: split it, not one owner for it all */
         return terse__csplit_progress(req);
+    if (terse__csign_split_applies(p))
+        return terse__csign_split_progress(req);
     switch (s->phase) {
     case OWN_START:
         s->phase = OWN_PARTS;

@@ -8,8 +8,13 @@
  *               in rank order into acc = +0 (one float add per element a message touches: the
  *               allgather's sum), then d = e_s + acc / K over its slice.
  *   R2 bounds:  each owner whose slice has n_r >= k sends a key t_r (|d| bits) with at least k
- *               keys of its slice at or above it and at most k above it. The block's k-th largest key T >= L = max t_r
- *               (L = 0 when no slice has k elements).
+ *               keys of its slice at or above it and at most k above it, and each whose slice
+ *               has n_r >= k' = ceil(k / K) a key u_r with at least k' at or above it. L is
+ *               the largest of these keys x with sum_r (k if t_r >= x, else k' if u_r >= x)
+ *               >= k, so at least k keys are >= L and the block's k-th largest key T >= L
+ *               (L = 0 when no key qualifies). L >= max t_r keeps at most k keys of a slice
+ *               above L; the u_r bring L near T when the top keys spread over the slices, so
+ *               R3 carries about k keys in all instead of about k per owner.
  *   R3 keys:    each owner sends the keys of its slice above L (at most k) and how many equal
  *               L. Every owner then knows the multiset of keys >= L, which holds the top k: T is
  *               its k-th largest, "above" counts keys > T, and the n_eq = k - above ties at T go
@@ -21,6 +26,7 @@
  * the K result lists, e_s of this rank's slice). Non-finite values are not carried (the plan
  * does not come here under nonfinite passthrough). */
 #include "compressed.h"
+#include "split_list.h"
 
 #include "compress/compress.h"
 #include "core/config.h"
@@ -42,7 +48,7 @@ typedef struct spl_state {
     uint32_t L, T;
     uint8_t *send;   /* send area: R1 parts, then R3 keys, then R4 this owner's results */
     uint32_t *keys;  /* union of the explicit keys (R3) */
-    uint8_t *bound;  /* R2: 8 bytes per participant */
+    uint8_t *bound;  /* R2: 16 bytes per participant: [has t, t, has u, u] */
     size_t sendcap;
 } spl_state_t;
 
@@ -77,39 +83,48 @@ int terse__csplit_applies(const terse__cplan_t *p)
            p->c.kind == TERSE_COMPRESSOR_TOPK && !passthrough(p) && p->N >= (size_t)p->K;
 }
 
-/* A list message: [u64 count][count u32 indices][count f32 values]; indices global, in
- * [lo, hi), strictly increasing, values finite. NULL on a malformed one. */
+/* A received list: well formed, indices in [lo, hi), values finite. NULL on a malformed one. */
 static const uint8_t *list_check(terse_request_h req, const uint8_t *m, size_t len, size_t lo,
                                  size_t hi, size_t maxcnt, size_t *cnt_p, int from,
                                  const char *what)
 {
     terse__cplan_t *p = terse__cplan(req);
-    uint64_t cnt;
+    uint64_t cnt, gb;
     int peer = terse__cplan_peer(p, from);
-    if (len < 8) {
+    if (len < LIST_HDR) {
         terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d truncated", what, peer);
         return NULL;
     }
     memcpy(&cnt, m, 8);
-    if (cnt > maxcnt || len != 8 + 8 * cnt) {
+    memcpy(&gb, m + 8, 8);
+    if (cnt > maxcnt || gb > LIST_MAX_GAP * cnt || gb < cnt || len != LIST_HDR + 4 * cnt + gb) {
         terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: %llu entries in %zu bytes",
                         what, peer, (unsigned long long)cnt, len);
         return NULL;
     }
-    const uint8_t *ip = m + 8, *vp = m + 8 + 4 * cnt;
-    uint64_t prev = 0;
+    const uint8_t *g = m + LIST_HDR + 4 * cnt, *end = g + gb;
+    uint64_t next = lo;
     for (size_t j = 0; j < cnt; j++) {
-        uint32_t x;
-        float v;
-        memcpy(&x, ip + 4 * j, 4);
-        memcpy(&v, vp + 4 * j, 4);
-        if (x < lo || x >= hi || (j && x <= prev) || key_of(v) >= 0x7f800000u) {
-            terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: entry %zu (index %u) %s",
-                            what, peer, j, x,
-                            key_of(v) >= 0x7f800000u ? "not finite" : "out of range or order");
+        uint64_t gap = 0;
+        unsigned sh = 0;
+        int more = 1;
+        while (more && g < end && sh < 35) {
+            gap |= (uint64_t)(*g & 0x7f) << sh;
+            more = *g++ & 0x80;
+            sh += 7;
+        }
+        uint64_t x = next + gap;
+        float v = list_val(m, j);
+        if (more || x >= hi || key_of(v) >= 0x7f800000u) {
+            terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: entry %zu %s", what, peer,
+                            j, key_of(v) >= 0x7f800000u ? "not finite" : "out of range");
             return NULL;
         }
-        prev = x;
+        next = x + 1;
+    }
+    if (g != end) {
+        terse__req_fail(req, TERSE_ERR_CORRUPT, "%s from rank %d: trailing gap bytes", what, peer);
+        return NULL;
     }
     *cnt_p = (size_t)cnt;
     return m;
@@ -124,11 +139,11 @@ static terse_status_t post_parts(terse_request_h req)
     const terse_ctensor_t *t = &p->t[0];
     size_t n = p->N, k = terse__compress_k(p->c.ratio, n);
     s->k = k;
-    size_t rcap = 16 + 8 * k;
+    size_t rcap = list_cap(k);
     if (terse__cplan_layout(req, rcap, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
         return req->status;
-    s->sendcap = 8 * (size_t)K + 8 * k + 64;
-    size_t total = s->sendcap + 4 * (size_t)K * k + 8 * (size_t)K + 64;
+    s->sendcap = LIST_HDR * (size_t)K + list_cap(k) + 64;
+    size_t total = s->sendcap + 4 * (size_t)K * k + 16 * (size_t)K + 64;
     uint8_t *m = terse__req_scratch2(req, total);
     if (!m)
         return req->status;
@@ -139,7 +154,7 @@ static terse_status_t post_parts(terse_request_h req)
     for (int q = 0; q < K; q++)
         if (q != me)
             p->recv_at[q] = terse__cplan_recv_var(req, q, 0, p->rbuf[q],
-                                                  8 + 8 * (hi_me - lo_me < k ? hi_me - lo_me : k));
+                                                  list_cap(hi_me - lo_me < k ? hi_me - lo_me : k));
     if (terse__cplan_compress(req, 0, 1) != TERSE_OK)
         return req->status;
     uint64_t wl;
@@ -156,14 +171,7 @@ static terse_status_t post_parts(terse_request_h req)
         size_t hi = sl_lo(p, r + 1), j0 = j;
         while (j < k && idx[j] < hi)
             j++;
-        uint64_t cnt = j - j0;
-        memcpy(w, &cnt, 8);
-        for (size_t i = j0; i < j; i++) {
-            uint32_t x = (uint32_t)idx[i];
-            memcpy(w + 8 + 4 * (i - j0), &x, 4);
-            memcpy(w + 8 + 4 * cnt + 4 * (i - j0), &in[idx[i]], 4);
-        }
-        size_t len = 8 + 8 * cnt;
+        size_t len = list_put(w, sl_lo(p, r), NULL, idx + j0, j - j0, in);
         if (r == me)
             p->recv_at[me] = (int)(w - s->send); /* own part: offset in the area */
         else
@@ -187,22 +195,16 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         size_t len, cnt;
         if (q == me) {
             m = s->send + p->recv_at[me];
-            uint64_t c;
-            memcpy(&c, m, 8);
-            len = 8 + 8 * (size_t)c;
+            len = list_len(m);
         } else {
             m = p->rbuf[q];
             len = terse__req_received_len(req, p->recv_at[q]);
         }
         if (!list_check(req, m, len, lo, hi, k, &cnt, q, "message"))
             return req->status;
-        for (size_t j = 0; j < cnt; j++) {
-            uint32_t x;
-            float v;
-            memcpy(&x, m + 8 + 4 * j, 4);
-            memcpy(&v, m + 8 + 4 * cnt + 4 * j, 4);
-            a[x] += v;
-        }
+        list_cur_t c = list_begin(m, lo);
+        for (size_t j = 0; j < cnt; j++)
+            a[list_next(&c)] += list_val(m, j);
     }
     const float kf = (float)K, *es = p->t[0].server_error;
     int bad = 0;
@@ -212,12 +214,22 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
     else
         for (size_t i = lo; i < hi; i++)
             a[i] = 0.0f + a[i] / kf;
-    uint32_t b[2] = {0, 0}; /* [has a bound, key] */
+    uint32_t b[4] = {0, 0, 0, 0}; /* [has t, t, has u, u] */
+    size_t k2 = (k + (size_t)K - 1) / (size_t)K;
     if (hi - lo >= k) {
         bad = terse__topk_lower_key(a + lo, hi - lo, k, &b[1]);
+        if (bad >= 0 && k2 < k)
+            bad |= terse__topk_lower_key(a + lo, hi - lo, k2, &b[3]);
+        else if (bad >= 0)
+            b[3] = b[1];
         if (bad < 0)
             return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
-        b[0] = 1;
+        b[0] = b[2] = 1;
+    } else if (hi - lo >= k2) {
+        bad = terse__topk_lower_key(a + lo, hi - lo, k2, &b[3]);
+        if (bad < 0)
+            return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
+        b[2] = 1;
     } else {
         for (size_t i = lo; i < hi; i++)
             bad |= key_of(a[i]) >= 0x7f800000u;
@@ -226,13 +238,13 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         return terse__req_fail(req, TERSE_ERR_NONFINITE,
                                "server compression: tensor %u: NaN or Inf in e_s + avg",
                                p->t[0].id);
-    memcpy(s->bound + 8 * (size_t)me, b, 8);
+    memcpy(s->bound + 16 * (size_t)me, b, 16);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv(req, q, 1, s->bound + 8 * (size_t)q, 8);
+            p->recv_at[q] = terse__cplan_recv(req, q, 1, s->bound + 16 * (size_t)q, 16);
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_send(req, q, 1, s->bound + 8 * (size_t)me, 8);
+            terse__cplan_send(req, q, 1, s->bound + 16 * (size_t)me, 16);
     return TERSE_OK;
 }
 
@@ -244,16 +256,30 @@ static terse_status_t post_keys(terse_request_h req)
     int K = p->K, me = p->rank;
     size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k;
     uint32_t L = 0;
+    size_t k2 = (k + (size_t)K - 1) / (size_t)K;
     for (int q = 0; q < K; q++) {
-        uint32_t b[2];
-        memcpy(b, s->bound + 8 * (size_t)q, 8);
+        uint32_t b[4];
+        memcpy(b, s->bound + 16 * (size_t)q, 16);
         size_t nq = sl_lo(p, q + 1) - sl_lo(p, q);
-        if (b[0] > 1 || (b[0] == 1 && (nq < k || b[1] >= 0x7f800000u)) || (b[0] == 0 && nq >= k))
+        if (b[0] != (nq >= k) || b[2] != (nq >= k2) || (b[0] && b[1] >= 0x7f800000u) ||
+            (b[2] && (b[3] >= 0x7f800000u || (b[0] && b[3] < b[1]))))
             return terse__req_fail(req, TERSE_ERR_CORRUPT, "bound from rank %d invalid",
                                    terse__cplan_peer(p, q));
-        if (b[0] && b[1] > L)
-            L = b[1];
     }
+    for (int q = 0; q < K; q++) /* candidates: every t_r and u_r */
+        for (int h = 0; h < 2; h++) {
+            uint32_t x, b[4];
+            memcpy(b, s->bound + 16 * (size_t)q, 16);
+            if (!b[2 * h] || (x = b[2 * h + 1]) <= L)
+                continue;
+            size_t sure = 0;
+            for (int r = 0; r < K; r++) {
+                memcpy(b, s->bound + 16 * (size_t)r, 16);
+                sure += b[0] && b[1] >= x ? k : b[2] && b[3] >= x ? k2 : 0;
+            }
+            if (sure >= k)
+                L = x;
+        }
     s->L = L;
     /* [u64 above][u64 equal][above u32 keys] */
     uint8_t *w = s->send;
@@ -376,25 +402,21 @@ static terse_status_t select_and_post_results(terse_request_h req)
     mine_eq = need > before ? need - before : 0;
     /* this owner's kept pairs, in index order */
     const float *a = p->acc;
-    uint8_t *w = s->send;
-    uint32_t *ip = (uint32_t *)(w + 8);
+    uint32_t *ip = s->keys; /* the keys are done with */
     size_t cnt = 0;
     for (size_t i = lo; i < hi; i++) {
         uint32_t x = key_of(a[i]);
         if (x > T || (x == T && mine_eq && mine_eq--))
             ip[cnt++] = (uint32_t)i;
     }
-    uint64_t c64 = cnt;
-    memcpy(w, &c64, 8);
-    float *vp = (float *)(w + 8 + 4 * cnt);
-    for (size_t j = 0; j < cnt; j++)
-        vp[j] = a[ip[j]];
+    uint8_t *w = s->send;
+    size_t wlen = list_put(w, lo, ip, NULL, cnt, a);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 3, p->rbuf[q], 16 + 8 * k);
+            p->recv_at[q] = terse__cplan_recv_var(req, q, 3, p->rbuf[q], list_cap(k));
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_send(req, q, 3, w, 8 + 8 * cnt);
+            terse__cplan_send(req, q, 3, w, wlen);
     return TERSE_OK;
 }
 
@@ -407,18 +429,15 @@ static terse_status_t check_results(terse_request_h req)
         const uint8_t *m = q == p->rank ? s->send : p->rbuf[q];
         size_t len;
         if (q == p->rank) {
-            uint64_t c;
-            memcpy(&c, m, 8);
-            len = 8 + 8 * (size_t)c;
+            len = list_len(m);
         } else {
             len = terse__req_received_len(req, p->recv_at[q]);
         }
         if (!list_check(req, m, len, sl_lo(p, q), sl_lo(p, q + 1), s->k, &cnt, q,
                         "server message"))
             return req->status;
-        const float *vp = (const float *)(m + 8 + 4 * cnt);
         for (size_t j = 0; j < cnt; j++)
-            if (key_of(vp[j]) < s->T)
+            if (key_of(list_val(m, j)) < s->T)
                 return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                        "server message from rank %d: value below the threshold",
                                        terse__cplan_peer(p, q));
@@ -444,14 +463,15 @@ static terse_status_t commit(terse_request_h req)
     const float *a = p->acc;
     uint64_t c;
     memcpy(&c, s->send, 8);
-    const uint32_t *ip = (const uint32_t *)(s->send + 8);
     if (t->server_error) {
         memcpy(t->server_error + lo, a + lo, (hi - lo) * sizeof(float));
+        list_cur_t cur = list_begin(s->send, lo);
         for (size_t j = 0; j < c; j++) { /* a zero with d's sign, as encode's remainder */
+            uint64_t x = list_next(&cur);
             uint32_t b;
-            memcpy(&b, &a[ip[j]], 4);
+            memcpy(&b, &a[x], 4);
             b &= 0x80000000u;
-            memcpy(&t->server_error[ip[j]], &b, 4);
+            memcpy(&t->server_error[x], &b, 4);
         }
     }
     memset(t->out, 0, p->N * sizeof(float));
@@ -459,13 +479,9 @@ static terse_status_t commit(terse_request_h req)
         const uint8_t *m = q == me ? s->send : p->rbuf[q];
         uint64_t cnt;
         memcpy(&cnt, m, 8);
-        for (size_t j = 0; j < cnt; j++) {
-            uint32_t x;
-            float v;
-            memcpy(&x, m + 8 + 4 * j, 4);
-            memcpy(&v, m + 8 + 4 * cnt + 4 * j, 4);
-            t->out[x] = 0.0f + v;
-        }
+        list_cur_t cur = list_begin(m, sl_lo(p, q));
+        for (size_t j = 0; j < cnt; j++)
+            t->out[list_next(&cur)] = 0.0f + list_val(m, j);
     }
     return TERSE_OK;
 }
