@@ -35,11 +35,11 @@ static size_t sign_block_max_bytes(const terse__crange_t *r, size_t nb)
     return 4 + (nb + 7) / 8;
 }
 
-static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+static terse_status_t sign_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                  uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
     const terse__ckernels_t *kern = terse__ckernels();
-    float *scale = terse__compress_scratch(0, r->count * sizeof(float));
+    float *scale = terse__cview_get(&w->scale, r->count * sizeof(float));
     if (!scale)
         return TERSE_ERR_NO_MEMORY;
     for (size_t i = 0; i < r->count; i++) {
@@ -64,8 +64,10 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
     return TERSE_OK;
 }
 
-static terse_status_t sign_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t sign_validate(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                                    size_t len)
 {
+    (void)w;
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
@@ -85,8 +87,10 @@ static terse_status_t sign_validate(const terse__crange_t *r, const uint8_t *p, 
     return TERSE_OK;
 }
 
-static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void sign_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
 {
+    (void)w;
     const terse__ckernels_t *kern = terse__ckernels();
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
@@ -99,9 +103,10 @@ static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
 
 /* 0 + c, a cache-sized piece at a time: the zeros are still in L1 when the add reads them,
  * so the output is written to memory once. */
-static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, float *out)
+static void sign_set(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *out)
 {
-    (void)len;
+    (void)w, (void)len;
     enum { PIECE = 4096 }; /* elements; a multiple of 8 keeps the bitmap bytes aligned */
     const terse__ckernels_t *kern = terse__ckernels();
     size_t pos = 0;
@@ -119,10 +124,10 @@ static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, flo
 
 /* encode's remainder x - c is x + (-c) exactly (IEEE subtraction is addition of the
  * negation), so adding the signs with the scale negated onto a copy of v gives its bits. */
-static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
-                           float *rem)
+static void sign_remainder(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                           size_t len, const float *v, float *rem)
 {
-    (void)len;
+    (void)w, (void)len;
     const terse__ckernels_t *kern = terse__ckernels();
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
