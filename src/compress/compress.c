@@ -381,8 +381,20 @@ terse_status_t terse__cblocks_decode(const terse__crange_t *r, terse__cview_t *w
     terse_status_t st = decode_validate(r, w, a->wire, a->wire_len);
     if (st != TERSE_OK)
         return st;
-    const uint8_t *p = (const uint8_t *)a->wire + TERSE__WIRE_HEADER_SIZE;
-    size_t len = a->wire_len - TERSE__WIRE_HEADER_SIZE;
+    terse__cblocks_apply(r, w, (const uint8_t *)a->wire + TERSE__WIRE_HEADER_SIZE,
+                         a->wire_len - TERSE__WIRE_HEADER_SIZE, a);
+    return TERSE_OK;
+}
+
+const terse__codec_ops_t *terse__codec_of(const terse__crange_t *r)
+{
+    return codecs[r->c.kind];
+}
+
+void terse__cblocks_apply(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                          const terse__cdec_args_t *a)
+{
+    const terse__codec_ops_t *ops = codecs[r->c.kind];
     switch (a->op) {
     case TERSE__CDEC_CHECK:
         break;
@@ -397,7 +409,6 @@ terse_status_t terse__cblocks_decode(const terse__crange_t *r, terse__cview_t *w
         ops->remainder(r, w, p, len, a->v, a->out);
         break;
     }
-    return TERSE_OK;
 }
 
 terse_status_t terse__compress_nonfinite_error(const terse__crange_t *r, const float *v,

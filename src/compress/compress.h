@@ -176,6 +176,23 @@ terse_status_t terse__cblocks_decode(const terse__crange_t *r, terse__cview_t *w
 /* Frees the calling thread's view (terse__cview_local). */
 void terse__compress_scratch_release(void);
 
+/*
+ * The same on several threads of the pool (core/pool.h) when the range has enough blocks and
+ * elements: blocks are split into fixed parts, each part runs on its thread with that thread's
+ * own view, and results are combined in block order, so wire bytes, outputs, status and
+ * message equal terse__cblocks_encode / _decode's. Differences, for internal callers only:
+ * a failed encode may leave dense_out / remainder_out (not the caller's wire length) partly
+ * written, so they must be staging; decode validates every part before any writes, as the
+ * one-thread decode does. Decode splits only codecs with fixed block sizes (sign, randk);
+ * others decode on the calling thread.
+ */
+terse_status_t terse__cblocks_encode_par(const terse__crange_t *r, const terse__cenc_args_t *a,
+                                         size_t *wire_len_p);
+terse_status_t terse__cblocks_decode_par(const terse__crange_t *r, const terse__cdec_args_t *a);
+
+/* Fewest elements per part worth a thread's wake-up. */
+#define TERSE__PAR_MIN_ELEMS ((size_t)1 << 16)
+
 /* ---- for the codec files ---- */
 
 /* k = max(1, floor(ratio * nb)) computed in double; never more than nb. */
@@ -191,6 +208,9 @@ size_t terse__compress_k(double ratio, size_t nb);
  */
 typedef struct terse__codec_ops {
     const char *name;
+    /* 1: every block's payload is exactly block_max_bytes, so a block's place in a message is
+     * known without parsing the ones before it (parallel decode) */
+    int fixed_size;
     size_t (*block_max_bytes)(const terse__crange_t *r, size_t nb);
     terse_status_t (*encode)(const terse__crange_t *r, terse__cview_t *w, const float *v,
                              uint8_t *out, size_t *out_len_p, float *dense, float *rem);
@@ -205,6 +225,11 @@ typedef struct terse__codec_ops {
     void (*remainder)(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
                       const float *v, float *rem);
 } terse__codec_ops_t;
+
+/* The codec of a range, and its payload step after validate (what a decode's op does). */
+const terse__codec_ops_t *terse__codec_of(const terse__crange_t *r);
+void terse__cblocks_apply(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                          const terse__cdec_args_t *a);
 
 extern const terse__codec_ops_t terse__codec_none;
 extern const terse__codec_ops_t terse__codec_fp16;

@@ -119,6 +119,7 @@ static void randk_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t
 
 const terse__codec_ops_t terse__codec_randk = {
     .name = "randk",
+    .fixed_size = 1,
     .block_max_bytes = randk_block_max_bytes,
     .encode = randk_encode,
     .validate = randk_validate,

@@ -142,6 +142,7 @@ static void sign_remainder(const terse__crange_t *r, terse__cview_t *w, const ui
 
 const terse__codec_ops_t terse__codec_sign = {
     .name = "sign",
+    .fixed_size = 1,
     .block_max_bytes = sign_block_max_bytes,
     .encode = sign_encode,
     .validate = sign_validate,

@@ -256,7 +256,7 @@ terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi)
                                 .wire_cap = terse__crange_max_bytes(&r),
                                 .remainder_out = p->werr ? p->werr + p->toff[g->tensor] : NULL};
         if (st == TERSE_OK)
-            st = terse__cblocks_encode(&r, terse__cview_local(), &a, &len);
+            st = terse__cblocks_encode_par(&r, &a, &len);
         if (st != TERSE_OK)
             return terse__req_fail(req, st, "compressing %s: %s",
                                    p->peer ? "this host's average of its ranks' inputs"
@@ -300,7 +300,7 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
     case TERSE_CPLAN_CHECK:
         break;
     }
-    return terse__cblocks_decode(&r, terse__cview_local(), &a);
+    return terse__cblocks_decode_par(&r, &a);
 }
 
 /* The message of the next segment of a packed message at *off (its length prefix checked). */
@@ -404,7 +404,7 @@ static terse_status_t serve_seg(terse_request_h req, size_t s)
     terse__cenc_args_t ea = {.v = a, .wire = w + 8, .wire_cap = terse__crange_max_bytes(&r),
                              .remainder_out = p->serr ? p->serr + p->toff[g->tensor] : NULL};
     if (st == TERSE_OK)
-        st = terse__cblocks_encode(&r, terse__cview_local(), &ea, &len);
+        st = terse__cblocks_encode_par(&r, &ea, &len);
     if (st != TERSE_OK)
         return terse__req_fail(req, st, "server compression: %s", msg);
     uint64_t l = len;
