@@ -190,8 +190,10 @@ terse_status_t terse__cblocks_encode_par(const terse__crange_t *r, const terse__
                                          size_t *wire_len_p);
 terse_status_t terse__cblocks_decode_par(const terse__crange_t *r, const terse__cdec_args_t *a);
 
-/* Fewest elements per part worth a thread's wake-up. */
+/* Fewest elements per part worth a thread's wake-up (default TERSE__PAR_MIN_ELEMS); tests set
+ * it lower so that small calls split too. */
 #define TERSE__PAR_MIN_ELEMS ((size_t)1 << 16)
+void terse__compress_par_min(size_t elems);
 
 /* ---- for the codec files ---- */
 

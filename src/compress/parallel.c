@@ -27,7 +27,14 @@ typedef struct job {
     int apply;              /* decode's second run: every part validated */
 } job_t;
 
-/* How many parts r is worth: one per TERSE__PAR_MIN_ELEMS elements, at most one per block. */
+static size_t min_elems = TERSE__PAR_MIN_ELEMS;
+
+void terse__compress_par_min(size_t elems)
+{
+    min_elems = elems ? elems : 1;
+}
+
+/* How many parts r is worth: one per min_elems elements, at most one per block. */
 static int parts_wanted(const terse__crange_t *r)
 {
     if (r->count < 2)
@@ -35,7 +42,7 @@ static int parts_wanted(const terse__crange_t *r)
     size_t last = r->first + r->count - 1;
     size_t elems = terse__crange_block_start(r, last) + terse__crange_block_len(r, last) -
                    terse__crange_block_start(r, r->first);
-    size_t n = elems / TERSE__PAR_MIN_ELEMS;
+    size_t n = elems / min_elems;
     n = n < r->count ? n : r->count;
     return n > TERSE__POOL_MAX ? TERSE__POOL_MAX : (int)(n ? n : 1);
 }
