@@ -120,8 +120,6 @@ static const char *const specs[] = {"topk:0.01,block=20000", "sign,block=20000",
 
 /* Encode and every decode op on one thread and on the pool: the same bytes and outcome. */
 static void one_codec(const char *spec, size_t n, size_t bad_at, int corrupt_at)
-__attribute__((noinline));
-static void one_codec(const char *spec, size_t n, size_t bad_at, int corrupt_at)
 {
     terse_compressor_t c;
     CHECK_EQ_INT(terse_compressor_parse(spec, &c), TERSE_OK);
