@@ -13,6 +13,8 @@
  */
 #include "compress/compress.h"
 #include "compress/kernels.h"
+#include "core/config.h"
+#include "core/pool.h"
 #include "core/half.h"
 
 #include <stdint.h>
@@ -115,6 +117,30 @@ static double nth_baseline(const float *v, size_t n, size_t k, uint32_t *tmp, ui
     return now() - t0;
 }
 
+/* Encode and decode through the collectives' path: a prebuilt range, on the compression pool
+ * when TERSE_THREADS asks for more than one thread (results identical to one thread). */
+static terse_status_t enc(const terse_compressor_t *c, const float *v, size_t n, uint64_t step,
+                          void *wire, size_t cap, size_t *len_p)
+{
+    terse__crange_t r;
+    terse_status_t st = terse__crange_init(&r, c, NULL, 0);
+    if (st == TERSE_OK)
+        st = terse__crange_at(&r, n, 1, step, 0, terse__compress_nblocks(c, n));
+    terse__cenc_args_t a = {.v = v, .wire = wire, .wire_cap = cap};
+    return st == TERSE_OK ? terse__cblocks_encode_par(&r, &a, len_p) : st;
+}
+
+static terse_status_t dec(const terse_compressor_t *c, const void *wire, size_t len, size_t n,
+                          float *acc)
+{
+    terse__crange_t r;
+    terse_status_t st = terse__crange_init(&r, c, NULL, 0);
+    if (st == TERSE_OK)
+        st = terse__crange_at(&r, n, 1, 0, 0, terse__compress_nblocks(c, n));
+    terse__cdec_args_t a = {.wire = wire, .wire_len = len, .op = TERSE__CDEC_ADD, .out = acc};
+    return st == TERSE_OK ? terse__cblocks_decode_par(&r, &a) : st;
+}
+
 static size_t pairs_of(const terse_compressor_t *c, size_t n)
 {
     size_t bs = c->block_size ? c->block_size : n, total = 0;
@@ -208,7 +234,10 @@ int main(int argc, char **argv)
 
     row_t *rows = calloc((size_t)nsizes * (size_t)nspecs, sizeof(row_t));
     int nrows = 0;
-    printf("kernels: %s\n", terse__ckernels()->name);
+    int threads = terse__config()->threads > 0 ? terse__config()->threads : 1;
+    terse__pool_start(threads, NULL, NULL, terse__compress_scratch_release);
+    printf("kernels: %s, threads: %d (TERSE_THREADS)\n", terse__ckernels()->name,
+           terse__pool_size());
     printf("%-18s %10s %11s %9s %12s %7s %9s %11s %11s %8s\n", "compressor", "elements", "enc_s",
            "in_GB/s", "wire_bytes", "x_mcpy", "Melem/s", "dec_Melem/s", "dec_Mpair/s", "vs_nth");
     for (int s = 0; s < nsizes; s++) {
@@ -230,24 +259,24 @@ int main(int argc, char **argv)
             r->memcpy_gbps = mcpy_gbps;
             size_t cap = terse_compress_max_bytes(&cs[i], n), len = 0;
             t0 = now();
-            if (terse_compress(&cs[i], v, n, 1, 0, wire, cap, &len, NULL, NULL) != TERSE_OK)
+            if (enc(&cs[i], v, n, 0, wire, cap, &len) != TERSE_OK)
                 return 1;
             int it_n = auto_iters(now() - t0, iters);
             t0 = now();
             for (int it = 0; it < it_n; it++)
-                terse_compress(&cs[i], v, n, 1, (uint64_t)it, wire, cap, &len, NULL, NULL);
+                enc(&cs[i], v, n, (uint64_t)it, wire, cap, &len);
             r->enc_s = (now() - t0) / it_n;
-            terse_compress(&cs[i], v, n, 1, 0, wire, cap, &len, NULL, NULL);
+            enc(&cs[i], v, n, 0, wire, cap, &len);
             r->wire_bytes = len;
             r->input_gbps = (double)n * 4 / r->enc_s / 1e9;
             r->elems_per_s = (double)n / r->enc_s;
             r->ratio_to_memcpy = r->input_gbps / mcpy_gbps;
             t0 = now();
-            terse_decompress(&cs[i], wire, len, n, 1, 0, acc);
+            dec(&cs[i], wire, len, n, acc);
             it_n = auto_iters(now() - t0, iters);
             t0 = now();
             for (int it = 0; it < it_n; it++)
-                terse_decompress(&cs[i], wire, len, n, 1, 0, acc);
+                dec(&cs[i], wire, len, n, acc);
             r->dec_s = (now() - t0) / it_n;
             r->pairs = pairs_of(&cs[i], n);
             r->dec_elems_per_s = (double)n / r->dec_s;
@@ -308,6 +337,7 @@ int main(int argc, char **argv)
         fclose(f);
     }
     free(rows), free(v), free(acc), free(dst), free(wire), free(tmp), free(idx), free(spec_arg);
+    terse__pool_stop();
     terse__compress_scratch_release();
     return 0;
 }

@@ -2,8 +2,10 @@
 #include "comm.h"
 
 #include "bootstrap/bootstrap.h"
+#include "compress/compress.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "topo/hostgroup.h"
 
 #include <sched.h>
@@ -95,6 +97,26 @@ unsigned terse__comm_progress_locked(terse_comm_h comm)
     unsigned n = terse__tp_progress(&comm->tp);
     terse__abort_progress(comm);
     return n;
+}
+
+static void bind_pool_worker(void *ctx, int worker)
+{
+    terse_comm_h comm = ctx;
+    if (terse__topo_bind_worker(comm->topo, &comm->plan) != TERSE_OK)
+        terse_log_debug("rank %d: compression worker %d left unbound", comm->rank, worker);
+}
+
+/* The process's compression pool: TERSE_THREADS, else what the cpuset allows. The first
+ * communicator sizes it; each holds a reference. */
+static void start_pool(terse_comm_h comm)
+{
+    int n = terse__config()->threads;
+    if (n <= 0)
+        n = comm->has_plan ? terse__topo_default_threads(comm->topo, &comm->plan, comm->local_size)
+                           : 1;
+    terse__pool_start(n, comm->has_plan ? bind_pool_worker : NULL, comm,
+                      terse__compress_scratch_release);
+    terse_log_debug("rank %d: %d compression threads", comm->rank, terse__pool_size());
 }
 
 static void *progress_main(void *arg)
@@ -218,6 +240,7 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
         goto err_comm;
     terse__bootstrap_close(&bs);
     terse__abort_init(comm);
+    start_pool(comm);
 
     int want_thread = (mask & TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD) ? params->progress_thread
                                                                        : cfg->progress_thread;
@@ -264,6 +287,7 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
     pthread_mutex_unlock(&comm->lock);
     pthread_mutex_destroy(&comm->lock);
     pthread_cond_destroy(&comm->cond);
+    terse__pool_stop(); /* before the placement: the workers bound from it */
     release_placement(comm);
     terse__hostgroup_release(&comm->hosts);
     terse__free(comm);

@@ -57,9 +57,10 @@ static size_t f16_block_max_bytes(const terse__crange_t *r, size_t nb)
     return 2 * nb;
 }
 
-static terse_status_t none_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+static terse_status_t none_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                  uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
+    (void)w;
     terse_status_t st = check_input(r, v, TERSE__NONFINITE, "float32");
     if (st != TERSE_OK)
         return st;
@@ -78,9 +79,10 @@ static terse_status_t none_encode(const terse__crange_t *r, const float *v, uint
     return TERSE_OK;
 }
 
-static terse_status_t fp16_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+static terse_status_t fp16_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                  uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
+    (void)w;
     terse_status_t st = check_input(r, v, FP16_OVERFLOW, "fp16");
     if (st != TERSE_OK)
         return st;
@@ -91,9 +93,10 @@ static terse_status_t fp16_encode(const terse__crange_t *r, const float *v, uint
     return TERSE_OK;
 }
 
-static terse_status_t bf16_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+static terse_status_t bf16_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                  uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
+    (void)w;
     terse_status_t st = check_input(r, v, BF16_OVERFLOW, "bf16");
     if (st != TERSE_OK)
         return st;
@@ -114,8 +117,10 @@ static terse_status_t check_len(const terse__crange_t *r, size_t len, size_t ele
     return TERSE_OK;
 }
 
-static terse_status_t none_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t none_validate(const terse__crange_t *r, terse__cview_t *w,
+                                    const uint8_t *p, size_t len)
 {
+    (void)w;
     terse_status_t st = check_len(r, len, 4);
     if (st != TERSE_OK)
         return st;
@@ -140,32 +145,42 @@ static terse_status_t check_halves(const terse__crange_t *r, const uint8_t *p, s
     return TERSE_OK;
 }
 
-static terse_status_t fp16_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t fp16_validate(const terse__crange_t *r, terse__cview_t *w,
+                                    const uint8_t *p, size_t len)
 {
+    (void)w;
     return check_halves(r, p, len, 0x7c00);
 }
 
-static terse_status_t bf16_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t bf16_validate(const terse__crange_t *r, terse__cview_t *w,
+                                    const uint8_t *p, size_t len)
 {
+    (void)w;
     return check_halves(r, p, len, 0x7f80);
 }
 
-static void none_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void none_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
 {
+    (void)w;
     size_t s, n;
     span(r, &s, &n);
     terse__ckernels()->add_f32(p, n, acc + s);
 }
 
-static void fp16_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void fp16_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
 {
+    (void)w;
     size_t s, n;
     span(r, &s, &n);
     terse__ckernels()->add_fp16(p, n, acc + s);
 }
 
-static void bf16_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void bf16_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
 {
+    (void)w;
     size_t s, n;
     span(r, &s, &n);
     terse__ckernels()->add_bf16(p, n, acc + s);

@@ -248,23 +248,29 @@ size_t terse__compress_nblocks(const terse_compressor_t *c, size_t n)
     return bs == 0 ? 1 : (n - 1) / bs + 1;
 }
 
-static terse_status_t make_range(const terse_compressor_t *c, size_t n, size_t first, size_t count,
-                                 uint32_t tensor_id, uint64_t step, char *msg, size_t msglen,
-                                 terse__crange_t *r)
+terse_status_t terse__crange_init(terse__crange_t *r, const terse_compressor_t *c, char *msg,
+                                  size_t msglen)
 {
     memset(r, 0, sizeof(*r));
     r->msg = msg;
     r->msglen = msglen;
     if (resolve(c, &r->c) != TERSE_OK) {
         if (msg && msglen)
-            snprintf(msg, msglen, "tensor %" PRIu32 ": invalid compressor", tensor_id);
+            snprintf(msg, msglen, "invalid compressor");
         return TERSE_ERR_INVALID_ARG;
     }
+    return TERSE_OK;
+}
+
+terse_status_t terse__crange_at(terse__crange_t *r, size_t n, uint32_t tensor_id, uint64_t step,
+                                size_t first, size_t count)
+{
     size_t nblocks = terse__compress_nblocks(&r->c, n);
     if (first > nblocks || count > nblocks - first) {
-        if (msg && msglen)
-            snprintf(msg, msglen, "tensor %" PRIu32 ": blocks [%zu, %zu) outside its %zu blocks",
-                     tensor_id, first, first + count, nblocks);
+        if (r->msg && r->msglen)
+            snprintf(r->msg, r->msglen,
+                     "tensor %" PRIu32 ": blocks [%zu, %zu) outside its %zu blocks", tensor_id,
+                     first, first + count, nblocks);
         return TERSE_ERR_INVALID_ARG;
     }
     r->n = n;
@@ -281,7 +287,7 @@ static size_t sat_add(size_t a, size_t b)
     return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
 
-static size_t range_max_bytes(const terse__crange_t *r)
+size_t terse__crange_max_bytes(const terse__crange_t *r)
 {
     const terse__codec_ops_t *ops = codecs[r->c.kind];
     size_t total = TERSE__WIRE_HEADER_SIZE;
@@ -295,121 +301,64 @@ static size_t range_max_bytes(const terse__crange_t *r)
     return sat_add(total, ops->block_max_bytes(r, terse__crange_block_len(r, last)));
 }
 
-size_t terse__compress_blocks_max_bytes(const terse_compressor_t *c, size_t n, size_t first,
-                                        size_t count)
+terse_status_t terse__cblocks_encode(const terse__crange_t *r, terse__cview_t *w,
+                                     const terse__cenc_args_t *a, size_t *wire_len_p)
 {
-    terse__crange_t r;
-    if (make_range(c, n, first, count, 0, 0, NULL, 0, &r) != TERSE_OK)
-        return 0;
-    return range_max_bytes(&r);
-}
-
-terse_status_t terse__compress_blocks(const terse_compressor_t *c, const float *v, size_t n,
-                                      uint32_t tensor_id, uint64_t step, size_t first, size_t count,
-                                      void *wire, size_t wire_cap, size_t *wire_len_p,
-                                      float *dense_out, float *remainder_out, char *msg,
-                                      size_t msglen)
-{
-    terse__crange_t r;
-    terse_status_t st = make_range(c, n, first, count, tensor_id, step, msg, msglen, &r);
-    if (st != TERSE_OK)
-        return st;
-    size_t need = range_max_bytes(&r);
-    if (!wire_len_p || !wire || (count && !v) || wire_cap < need) {
-        if (msg && msglen)
-            snprintf(msg, msglen,
+    size_t need = terse__crange_max_bytes(r);
+    if (!wire_len_p || !a->wire || (r->count && !a->v) || a->wire_cap < need) {
+        if (r->msg && r->msglen)
+            snprintf(r->msg, r->msglen,
                      "tensor %" PRIu32 ": invalid arguments (wire buffer of %zu bytes, need %zu)",
-                     tensor_id, wire_cap, need);
+                     r->tensor_id, a->wire_cap, need);
         return TERSE_ERR_INVALID_ARG;
     }
     size_t plen = 0;
-    uint8_t *w = wire;
-    st = codecs[r.c.kind]->encode(&r, v, w + TERSE__WIRE_HEADER_SIZE, &plen, dense_out,
-                                  remainder_out);
+    uint8_t *out = a->wire;
+    terse_status_t st = codecs[r->c.kind]->encode(r, w, a->v, out + TERSE__WIRE_HEADER_SIZE,
+                                                  &plen, a->dense_out, a->remainder_out);
     if (st != TERSE_OK)
         return st;
-    terse__wire_put_header(w, &r);
+    terse__wire_put_header(out, r);
     *wire_len_p = TERSE__WIRE_HEADER_SIZE + plen;
     return TERSE_OK;
 }
 
-static terse_status_t null_buffer(uint32_t tensor_id, char *msg, size_t msglen)
+static terse_status_t null_buffer(const terse__crange_t *r)
 {
-    if (msg && msglen)
-        snprintf(msg, msglen, "tensor %" PRIu32 ": NULL buffer", tensor_id);
+    if (r->msg && r->msglen)
+        snprintf(r->msg, r->msglen, "tensor %" PRIu32 ": NULL buffer", r->tensor_id);
     return TERSE_ERR_INVALID_ARG;
 }
 
-/* Range and header checks, then the codec's full validation: what every decode starts with. */
-static terse_status_t decode_validate(const terse_compressor_t *c, const void *wire, size_t wire_len,
-                                      size_t n, uint32_t tensor_id, uint64_t step, size_t first,
-                                      size_t count, char *msg, size_t msglen, terse__crange_t *r)
+/* Header checks, then the codec's full validation into @w: what every decode starts with. */
+static terse_status_t decode_validate(const terse__crange_t *r, terse__cview_t *w,
+                                      const void *wire, size_t wire_len)
 {
-    terse_status_t st = make_range(c, n, first, count, tensor_id, step, msg, msglen, r);
-    if (st != TERSE_OK)
-        return st;
     if (!wire && wire_len)
-        return null_buffer(tensor_id, msg, msglen);
+        return null_buffer(r);
     const uint8_t *p = wire;
-    st = terse__wire_check_header(p, wire_len, r);
+    terse_status_t st = terse__wire_check_header(p, wire_len, r);
     if (st != TERSE_OK)
         return st;
-    return codecs[r->c.kind]->validate(r, p + TERSE__WIRE_HEADER_SIZE,
+    return codecs[r->c.kind]->validate(r, w, p + TERSE__WIRE_HEADER_SIZE,
                                        wire_len - TERSE__WIRE_HEADER_SIZE);
 }
 
-terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const void *wire,
-                                            size_t wire_len, size_t n, uint32_t tensor_id,
-                                            uint64_t step, size_t first, size_t count, float *acc,
-                                            char *msg, size_t msglen)
+/* out = 0 + C(v) over the range: the codec's one pass, or zeros then add. */
+static void decode_set(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                       float *out)
 {
-    terse__crange_t r;
-    if (count && !acc)
-        return null_buffer(tensor_id, msg, msglen);
-    terse_status_t st =
-        decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
-    if (st != TERSE_OK)
-        return st;
-    codecs[r.c.kind]->add(&r, (const uint8_t *)wire + TERSE__WIRE_HEADER_SIZE,
-                          wire_len - TERSE__WIRE_HEADER_SIZE, acc);
-    return TERSE_OK;
-}
-
-terse_status_t terse__decompress_blocks_set(const terse_compressor_t *c, const void *wire,
-                                            size_t wire_len, size_t n, uint32_t tensor_id,
-                                            uint64_t step, size_t first, size_t count, float *out,
-                                            char *msg, size_t msglen)
-{
-    terse__crange_t r;
-    if (count && !out)
-        return null_buffer(tensor_id, msg, msglen);
-    terse_status_t st =
-        decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
-    if (st != TERSE_OK || !count)
-        return st;
-    const terse__codec_ops_t *ops = codecs[r.c.kind];
-    const uint8_t *p = (const uint8_t *)wire + TERSE__WIRE_HEADER_SIZE;
-    size_t len = wire_len - TERSE__WIRE_HEADER_SIZE;
+    const terse__codec_ops_t *ops = codecs[r->c.kind];
     if (ops->set) {
-        ops->set(&r, p, len, out);
-        return TERSE_OK;
+        ops->set(r, w, p, len, out);
+        return;
     }
-    size_t lo = terse__crange_block_start(&r, first);
-    size_t hi = terse__crange_block_start(&r, first + count - 1) +
-                terse__crange_block_len(&r, first + count - 1);
+    size_t last = r->first + r->count - 1;
+    size_t lo = terse__crange_block_start(r, r->first);
+    size_t hi = terse__crange_block_start(r, last) + terse__crange_block_len(r, last);
     memset(out + lo, 0, (hi - lo) * sizeof(float));
     terse__prof_io(0, (hi - lo) * sizeof(float));
-    ops->add(&r, p, len, out);
-    return TERSE_OK;
-}
-
-terse_status_t terse__decompress_blocks_check(const terse_compressor_t *c, const void *wire,
-                                              size_t wire_len, size_t n, uint32_t tensor_id,
-                                              uint64_t step, size_t first, size_t count,
-                                              char *msg, size_t msglen)
-{
-    terse__crange_t r;
-    return decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
+    ops->add(r, w, p, len, out);
 }
 
 int terse__compress_has_remainder(const terse_compressor_t *c)
@@ -418,60 +367,50 @@ int terse__compress_has_remainder(const terse_compressor_t *c)
            codecs[c->kind]->remainder;
 }
 
-terse_status_t terse__decompress_remainder(const terse_compressor_t *c, const void *wire,
-                                           size_t wire_len, size_t n, uint32_t tensor_id,
-                                           uint64_t step, size_t first, size_t count,
-                                           const float *v, float *rem, char *msg, size_t msglen)
+terse_status_t terse__cblocks_decode(const terse__crange_t *r, terse__cview_t *w,
+                                     const terse__cdec_args_t *a)
 {
-    terse__crange_t r;
-    if (!terse__compress_has_remainder(c)) {
-        if (msg && msglen)
-            snprintf(msg, msglen, "tensor %" PRIu32 ": codec rebuilds no remainder", tensor_id);
+    const terse__codec_ops_t *ops = codecs[r->c.kind];
+    if (a->op == TERSE__CDEC_REMAINDER && !ops->remainder) {
+        if (r->msg && r->msglen)
+            snprintf(r->msg, r->msglen, "tensor %" PRIu32 ": codec rebuilds no remainder",
+                     r->tensor_id);
         return TERSE_ERR_INVALID_ARG;
     }
-    if (count && (!v || !rem))
-        return null_buffer(tensor_id, msg, msglen);
-    terse_status_t st =
-        decode_validate(c, wire, wire_len, n, tensor_id, step, first, count, msg, msglen, &r);
+    if (r->count && a->op != TERSE__CDEC_CHECK &&
+        (!a->out || (a->op == TERSE__CDEC_REMAINDER && !a->v)))
+        return null_buffer(r);
+    terse_status_t st = decode_validate(r, w, a->wire, a->wire_len);
     if (st != TERSE_OK)
         return st;
-    codecs[r.c.kind]->remainder(&r, (const uint8_t *)wire + TERSE__WIRE_HEADER_SIZE,
-                                wire_len - TERSE__WIRE_HEADER_SIZE, v, rem);
+    terse__cblocks_apply(r, w, (const uint8_t *)a->wire + TERSE__WIRE_HEADER_SIZE,
+                         a->wire_len - TERSE__WIRE_HEADER_SIZE, a);
     return TERSE_OK;
 }
 
-size_t terse_compress_max_bytes(const terse_compressor_t *c, size_t n)
+const terse__codec_ops_t *terse__codec_of(const terse__crange_t *r)
 {
-    return terse__compress_blocks_max_bytes(c, n, 0, terse__compress_nblocks(c, n));
+    return codecs[r->c.kind];
 }
 
-terse_status_t terse_compress(const terse_compressor_t *c, const float *v, size_t n,
-                              uint32_t tensor_id, uint64_t step, void *wire, size_t wire_cap,
-                              size_t *wire_len_p, float *dense_out, float *remainder_out)
+void terse__cblocks_apply(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                          const terse__cdec_args_t *a)
 {
-    char msg[256] = "";
-    terse_status_t st =
-        terse__compress_blocks(c, v, n, tensor_id, step, 0, terse__compress_nblocks(c, n), wire,
-                               wire_cap, wire_len_p, dense_out, remainder_out, msg, sizeof(msg));
-    if (st != TERSE_OK)
-        terse_log_error("compress: %s", msg[0] ? msg : terse_status_string(st));
-    return st;
-}
-
-terse_status_t terse_decompress(const terse_compressor_t *c, const void *wire, size_t wire_len,
-                                size_t n, uint32_t tensor_id, uint64_t step, float *acc)
-{
-    char msg[256] = "";
-    if (n && !acc) {
-        terse_log_error("decompress: NULL accumulator");
-        return TERSE_ERR_INVALID_ARG;
+    const terse__codec_ops_t *ops = codecs[r->c.kind];
+    switch (a->op) {
+    case TERSE__CDEC_CHECK:
+        break;
+    case TERSE__CDEC_ADD:
+        ops->add(r, w, p, len, a->out);
+        break;
+    case TERSE__CDEC_SET:
+        if (r->count)
+            decode_set(r, w, p, len, a->out);
+        break;
+    case TERSE__CDEC_REMAINDER:
+        ops->remainder(r, w, p, len, a->v, a->out);
+        break;
     }
-    terse_status_t st =
-        terse__decompress_blocks_add(c, wire, wire_len, n, tensor_id, step, 0,
-                                     terse__compress_nblocks(c, n), acc, msg, sizeof(msg));
-    if (st != TERSE_OK)
-        terse_log_error("decompress: %s", msg[0] ? msg : terse_status_string(st));
-    return st;
 }
 
 terse_status_t terse__compress_nonfinite_error(const terse__crange_t *r, const float *v,
@@ -533,17 +472,31 @@ terse_status_t terse__compress_check_values(const terse__crange_t *r, size_t blo
     return TERSE_OK;
 }
 
-static _Thread_local terse__buf_t scratch[TERSE__SCRATCH_SLOTS];
-
-void *terse__compress_scratch(int slot, size_t bytes)
+void *terse__cview_get(terse__buf_t *b, size_t bytes)
 {
-    terse__buf_t *b = &scratch[slot];
-    b->what = "compression scratch";
+    b->what = "compression view";
     return terse__buf_reserve(b, bytes ? bytes : 1) ? NULL : b->ptr;
+}
+
+void terse__cview_release(terse__cview_t *w)
+{
+    terse__buf_release(&w->sel);
+    terse__buf_release(&w->kept);
+    terse__buf_release(&w->idx);
+    terse__buf_release(&w->used);
+    terse__buf_release(&w->rand);
+    terse__buf_release(&w->scale);
+    terse__buf_release(&w->stage);
+}
+
+static _Thread_local terse__cview_t local_view;
+
+terse__cview_t *terse__cview_local(void)
+{
+    return &local_view;
 }
 
 void terse__compress_scratch_release(void)
 {
-    for (int i = 0; i < TERSE__SCRATCH_SLOTS; i++)
-        terse__buf_release(&scratch[i]);
+    terse__cview_release(&local_view);
 }

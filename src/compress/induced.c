@@ -23,25 +23,26 @@ static size_t induced_block_max_bytes(const terse__crange_t *r, size_t nb)
            4 * terse__compress_k(r->c.randk_ratio, nb);
 }
 
-/* Reserves the per-call scratch for r's largest block (slot 1: Top-K indices, slot 3: Rand-K). */
-static int reserve(const terse__crange_t *r, uint64_t **idx1_p)
+/* Reserves the view for r's largest block (w->idx: Top-K indices, w->rand: Rand-K), so add()
+ * after validate cannot run out of memory. */
+static int reserve(const terse__crange_t *r, terse__cview_t *w, uint64_t **idx1_p)
 {
     size_t k1 = terse__compress_k(r->c.ratio, r->bs),
            k2 = terse__compress_k(r->c.randk_ratio, r->bs);
-    *idx1_p = terse__compress_scratch(1, k1 * sizeof(uint64_t));
-    return *idx1_p && terse__compress_scratch(3, terse__randk_scratch_bytes(r->bs, k2));
+    *idx1_p = terse__cview_get(&w->idx, k1 * sizeof(uint64_t));
+    return *idx1_p && terse__cview_get(&w->rand, terse__randk_scratch_bytes(r->bs, k2));
 }
 
-static terse_status_t induced_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                     size_t *out_len_p, float *dense, float *rem)
+static terse_status_t induced_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                     uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
     const terse__ckernels_t *kern = terse__ckernels();
     terse__topk_sel_t *sel;
-    terse_status_t sst = terse__topk_select_range(r, v, &sel);
+    terse_status_t sst = terse__topk_select_range(r, w, v, &sel);
     if (sst != TERSE_OK)
         return sst;
     uint64_t *idx1;
-    if (r->count && !reserve(r, &idx1))
+    if (r->count && !reserve(r, w, &idx1))
         return TERSE_ERR_NO_MEMORY;
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
@@ -51,7 +52,7 @@ static terse_status_t induced_encode(const terse__crange_t *r, const float *v, u
         const float *x = v + start;
         float *d = dense ? dense + start : NULL, *m = rem ? rem + start : NULL;
         pos += terse__topk_write_block(kern, x, nb, k1, &sel[i], out + pos, idx1, d, m);
-        const uint64_t *idx2 = terse__randk_block_indices(r, b, nb, k2);
+        const uint64_t *idx2 = terse__randk_block_indices(r, w, b, nb, k2);
         float s = terse__randk_scale(nb, k2);
         size_t t = 0;
         for (size_t j = 0; j < k2; j++) {
@@ -62,12 +63,12 @@ static terse_status_t induced_encode(const terse__crange_t *r, const float *v, u
                 terse__put_f32(out + pos + 4 * j, 0.0f); /* remainder is 0 there */
                 continue;
             }
-            float w = s * x[e];
-            terse__put_f32(out + pos + 4 * j, w);
+            float y = s * x[e];
+            terse__put_f32(out + pos + 4 * j, y);
             if (d)
-                d[e] = w;
+                d[e] = y;
             if (m)
-                m[e] = terse__remainder(x[e], w);
+                m[e] = terse__remainder(x[e], y);
         }
         pos += 4 * k2;
     }
@@ -75,10 +76,11 @@ static terse_status_t induced_encode(const terse__crange_t *r, const float *v, u
     return TERSE_OK;
 }
 
-static terse_status_t induced_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t induced_validate(const terse__crange_t *r, terse__cview_t *w,
+                                       const uint8_t *p, size_t len)
 {
     uint64_t *idx1;
-    if (r->count && !reserve(r, &idx1))
+    if (r->count && !reserve(r, w, &idx1))
         return TERSE_ERR_NO_MEMORY;
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
@@ -93,7 +95,7 @@ static terse_status_t induced_validate(const terse__crange_t *r, const uint8_t *
         st = terse__compress_check_values(r, b, p + pos, k2);
         if (st != TERSE_OK)
             return st;
-        const uint64_t *idx2 = terse__randk_block_indices(r, b, nb, k2);
+        const uint64_t *idx2 = terse__randk_block_indices(r, w, b, nb, k2);
         size_t t = 0;
         for (size_t j = 0; j < k2; j++) {
             while (t < k1 && idx1[t] < idx2[j])
@@ -108,9 +110,10 @@ static terse_status_t induced_validate(const terse__crange_t *r, const uint8_t *
     return TERSE_OK;
 }
 
-static void induced_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void induced_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                        float *acc)
 {
-    uint64_t *idx1 = terse__compress_scratch(1, 1); /* reserved by validate */
+    uint64_t *idx1 = w->idx.ptr; /* reserved by validate */
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b), used = 0;
@@ -120,7 +123,7 @@ static void induced_add(const terse__crange_t *r, const uint8_t *p, size_t len, 
         terse__topk_parse_block(r, b, p + pos, len - pos, nb, k1, &used, idx1);
         terse__topk_add_block(p + pos, nb, k1, a);
         pos += used;
-        const uint64_t *idx2 = terse__randk_block_indices(r, b, nb, k2);
+        const uint64_t *idx2 = terse__randk_block_indices(r, w, b, nb, k2);
         size_t t = 0;
         for (size_t j = 0; j < k2; j++) {
             while (t < k1 && idx1[t] < idx2[j])

@@ -22,9 +22,10 @@ size_t terse__randk_scratch_bytes(size_t nb, size_t k)
     return k * sizeof(uint64_t) + (nb + 63) / 64 * sizeof(uint64_t);
 }
 
-uint64_t *terse__randk_block_indices(const terse__crange_t *r, size_t block, size_t nb, size_t k)
+uint64_t *terse__randk_block_indices(const terse__crange_t *r, terse__cview_t *w, size_t block,
+                                     size_t nb, size_t k)
 {
-    uint64_t *idx = terse__compress_scratch(3, terse__randk_scratch_bytes(r->bs, k));
+    uint64_t *idx = terse__cview_get(&w->rand, terse__randk_scratch_bytes(r->bs, k));
     if (!idx)
         return NULL;
     uint64_t key = terse__rng_key(r->c.seed, r->step, r->tensor_id, block);
@@ -37,8 +38,8 @@ static size_t randk_block_max_bytes(const terse__crange_t *r, size_t nb)
     return 4 * terse__compress_k(r->c.ratio, nb);
 }
 
-static terse_status_t randk_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                   size_t *out_len_p, float *dense, float *rem)
+static terse_status_t randk_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                   uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
     const terse__ckernels_t *kern = terse__ckernels();
     for (size_t i = 0; i < r->count && !r->c.nonfinite_passthrough; i++) {
@@ -48,15 +49,15 @@ static terse_status_t randk_encode(const terse__crange_t *r, const float *v, uin
             return terse__compress_nonfinite_error(r, v, b, TERSE__NONFINITE, "float32");
     }
     /* reserve the largest block's scratch before writing anything */
-    if (r->count && !terse__compress_scratch(
-                        3, terse__randk_scratch_bytes(r->bs, terse__compress_k(r->c.ratio, r->bs))))
+    if (r->count && !terse__cview_get(&w->rand, terse__randk_scratch_bytes(
+                                                    r->bs, terse__compress_k(r->c.ratio, r->bs))))
         return TERSE_ERR_NO_MEMORY;
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, start = terse__crange_block_start(r, b);
         size_t nb = terse__crange_block_len(r, b), k = terse__compress_k(r->c.ratio, nb);
         const float *x = v + start;
-        uint64_t *idx = terse__randk_block_indices(r, b, nb, k);
+        uint64_t *idx = terse__randk_block_indices(r, w, b, nb, k);
         float s = terse__randk_scale(nb, k);
         if (dense)
             for (size_t e = 0; e < nb; e++)
@@ -64,12 +65,12 @@ static terse_status_t randk_encode(const terse__crange_t *r, const float *v, uin
         if (rem)
             memcpy(rem + start, x, nb * sizeof(float));
         for (size_t j = 0; j < k; j++) {
-            float w = s * x[idx[j]];
-            terse__put_f32(out + pos + 4 * j, w);
+            float y = s * x[idx[j]];
+            terse__put_f32(out + pos + 4 * j, y);
             if (dense)
-                dense[start + idx[j]] = w;
+                dense[start + idx[j]] = y;
             if (rem)
-                rem[start + idx[j]] = terse__remainder(x[idx[j]], w);
+                rem[start + idx[j]] = terse__remainder(x[idx[j]], y);
         }
         pos += 4 * k;
     }
@@ -77,7 +78,8 @@ static terse_status_t randk_encode(const terse__crange_t *r, const float *v, uin
     return TERSE_OK;
 }
 
-static terse_status_t randk_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t randk_validate(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                                     size_t len)
 {
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
@@ -94,20 +96,21 @@ static terse_status_t randk_validate(const terse__crange_t *r, const uint8_t *p,
     if (pos != len)
         return terse__compress_corrupt(r, r->first + r->count, "%zu trailing bytes", len - pos);
     /* add() regenerates indices into this scratch and cannot fail, so reserve it now */
-    if (r->count && !terse__compress_scratch(
-                        3, terse__randk_scratch_bytes(r->bs, terse__compress_k(r->c.ratio, r->bs))))
+    if (r->count && !terse__cview_get(&w->rand, terse__randk_scratch_bytes(
+                                                    r->bs, terse__compress_k(r->c.ratio, r->bs))))
         return TERSE_ERR_NO_MEMORY;
     return TERSE_OK;
 }
 
-static void randk_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void randk_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                      float *acc)
 {
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
         size_t k = terse__compress_k(r->c.ratio, nb);
         float *a = acc + terse__crange_block_start(r, b);
-        const uint64_t *idx = terse__randk_block_indices(r, b, nb, k);
+        const uint64_t *idx = terse__randk_block_indices(r, w, b, nb, k);
         for (size_t j = 0; j < k; j++)
             a[idx[j]] += terse__get_f32(p + pos + 4 * j);
         pos += 4 * k;
@@ -116,6 +119,7 @@ static void randk_add(const terse__crange_t *r, const uint8_t *p, size_t len, fl
 
 const terse__codec_ops_t terse__codec_randk = {
     .name = "randk",
+    .fixed_size = 1,
     .block_max_bytes = randk_block_max_bytes,
     .encode = randk_encode,
     .validate = randk_validate,

@@ -8,8 +8,9 @@
 size_t terse__randk_scratch_bytes(size_t nb, size_t k);
 
 /* The k sorted indices of block `block` (nb elements) under r's seed/step/tensor id, in
- * scratch slot 3 (sized for r's largest block; valid until the next call). NULL if no
- * memory; never NULL once that size was reserved in this thread. */
-uint64_t *terse__randk_block_indices(const terse__crange_t *r, size_t block, size_t nb, size_t k);
+ * w->rand (sized for r's largest block; valid until the next call). NULL if no memory; never
+ * NULL once that size was reserved in @w. */
+uint64_t *terse__randk_block_indices(const terse__crange_t *r, terse__cview_t *w, size_t block,
+                                     size_t nb, size_t k);
 
 #endif

@@ -80,14 +80,14 @@ static size_t sign_block_max_bytes(const terse__crange_t *r, size_t nb)
  * so each chunk is summed and packed while it is in cache, its partial added in chunk order as
  * block_scale does (the same bits). The message waits in scratch until every block proved
  * finite, so a failure writes nothing. */
-static terse_status_t sign_encode_fused(const terse__crange_t *r, const float *v, uint8_t *out,
-                                        size_t *out_len_p)
+static terse_status_t sign_encode_fused(const terse__crange_t *r, terse__cview_t *w,
+                                        const float *v, uint8_t *out, size_t *out_len_p)
 {
     const terse__ckernels_t *kern = terse__ckernels();
     size_t total = 0, pos = 0;
     for (size_t i = 0; i < r->count; i++)
         total += 4 + (terse__crange_block_len(r, r->first + i) + 7) / 8;
-    uint8_t *stage = terse__compress_scratch(3, total);
+    uint8_t *stage = terse__cview_get(&w->stage, total);
     if (!stage)
         return TERSE_ERR_NO_MEMORY;
     for (size_t i = 0; i < r->count; i++) {
@@ -114,13 +114,13 @@ static terse_status_t sign_encode_fused(const terse__crange_t *r, const float *v
     return TERSE_OK;
 }
 
-static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+static terse_status_t sign_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                  uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
     if (!dense && !rem)
-        return sign_encode_fused(r, v, out, out_len_p);
+        return sign_encode_fused(r, w, v, out, out_len_p);
     const terse__ckernels_t *kern = terse__ckernels();
-    float *scale = terse__compress_scratch(0, r->count * sizeof(float));
+    float *scale = terse__cview_get(&w->scale, r->count * sizeof(float));
     if (!scale)
         return TERSE_ERR_NO_MEMORY;
     for (size_t i = 0; i < r->count; i++) {
@@ -145,8 +145,10 @@ static terse_status_t sign_encode(const terse__crange_t *r, const float *v, uint
     return TERSE_OK;
 }
 
-static terse_status_t sign_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+static terse_status_t sign_validate(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                                    size_t len)
 {
+    (void)w;
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
@@ -166,8 +168,10 @@ static terse_status_t sign_validate(const terse__crange_t *r, const uint8_t *p, 
     return TERSE_OK;
 }
 
-static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void sign_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
 {
+    (void)w;
     const terse__ckernels_t *kern = terse__ckernels();
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
@@ -181,9 +185,10 @@ static void sign_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
 
 /* 0 + c, a cache-sized piece at a time: the zeros are still in L1 when the add reads them,
  * so the output is written to memory once. */
-static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, float *out)
+static void sign_set(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *out)
 {
-    (void)len;
+    (void)w, (void)len;
     enum { PIECE = 4096 }; /* elements; a multiple of 8 keeps the bitmap bytes aligned */
     const terse__ckernels_t *kern = terse__ckernels();
     size_t pos = 0;
@@ -202,10 +207,10 @@ static void sign_set(const terse__crange_t *r, const uint8_t *p, size_t len, flo
 
 /* encode's remainder x - c is x + (-c) exactly (IEEE subtraction is addition of the
  * negation), so adding the signs with the scale negated onto a copy of v gives its bits. */
-static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
-                           float *rem)
+static void sign_remainder(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                           size_t len, const float *v, float *rem)
 {
-    (void)len;
+    (void)w, (void)len;
     const terse__ckernels_t *kern = terse__ckernels();
     size_t pos = 0;
     for (size_t i = 0; i < r->count; i++) {
@@ -222,6 +227,7 @@ static void sign_remainder(const terse__crange_t *r, const uint8_t *p, size_t le
 
 const terse__codec_ops_t terse__codec_sign = {
     .name = "sign",
+    .fixed_size = 1,
     .block_max_bytes = sign_block_max_bytes,
     .encode = sign_encode,
     .validate = sign_validate,

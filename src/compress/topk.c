@@ -87,8 +87,8 @@ enum { SAMPLES = 1024, SAMPLE_MIN_BLOCK = 32768 };
  * a little more than k keys at or above it, one pass collecting those keys, the exact k-th
  * largest among them. 1 when it found the selection (and *bad: a non-finite value), 0 when
  * the sample misled it (the histogram path then runs), -1 on no memory. */
-static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
-                          terse__topk_sel_t *sel, uint32_t *kept, int *bad)
+static int select_sampled(const terse__ckernels_t *kern, terse__cview_t *w, const float *v,
+                          size_t nb, size_t k, terse__topk_sel_t *sel, uint32_t *kept, int *bad)
 {
     uint32_t smp[SAMPLES];
     for (size_t i = 0; i < SAMPLES; i++)
@@ -99,8 +99,9 @@ static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t 
     uint32_t t = nth_largest(smp, SAMPLES, r);
     t = t ? t : 1;
     size_t cap = 4 * k + 4096;
-    uint32_t *keys = terse__compress_scratch(2, cap * sizeof(uint32_t));
-    uint32_t *cand = kept ? terse__compress_scratch(4, cap * sizeof(uint32_t)) : NULL;
+    /* keys and candidates share one buffer; idx is free while a selection runs */
+    uint32_t *keys = terse__cview_get(&w->idx, (kept ? 2 : 1) * cap * sizeof(uint32_t));
+    uint32_t *cand = kept && keys ? keys + cap : NULL;
     if (!keys || (kept && !cand))
         return -1;
     size_t cnt = kern->topk_collect(v, nb, t, UINT32_MAX, keys, cand, cap);
@@ -130,12 +131,12 @@ static int select_sampled(const terse__ckernels_t *kern, const float *v, size_t 
     return 1;
 }
 
-int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
-                       terse__topk_sel_t *sel, uint32_t *kept)
+int terse__topk_select(const terse__ckernels_t *kern, terse__cview_t *w, const float *v, size_t nb,
+                       size_t k, terse__topk_sel_t *sel, uint32_t *kept)
 {
     sel->kept = NULL;
     if (nb >= SAMPLE_MIN_BLOCK && k <= nb / 32) {
-        int bad = 0, found = select_sampled(kern, v, nb, k, sel, kept, &bad);
+        int bad = 0, found = select_sampled(kern, w, v, nb, k, sel, kept, &bad);
         if (found != 0)
             return found < 0 ? -1 : bad;
     }
@@ -154,7 +155,7 @@ int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb,
     size_t cnt = hist[b1];
     uint32_t *keys = NULL;
     if (cnt <= nb / 4 + 4096) {
-        keys = terse__compress_scratch(2, cnt * sizeof(uint32_t));
+        keys = terse__cview_get(&w->idx, cnt * sizeof(uint32_t));
         if (!keys)
             return -1;
         kern->topk_collect(v, nb, lo, hi, keys, NULL, cnt);
@@ -371,19 +372,19 @@ static size_t range_k(const terse__crange_t *r)
     return total;
 }
 
-terse_status_t terse__topk_select_range(const terse__crange_t *r, const float *v,
+terse_status_t terse__topk_select_range(const terse__crange_t *r, terse__cview_t *w, const float *v,
                                         terse__topk_sel_t **sel_p)
 {
     const terse__ckernels_t *kern = terse__ckernels();
-    terse__topk_sel_t *sel = terse__compress_scratch(0, r->count * sizeof(*sel));
-    uint32_t *kept = terse__compress_scratch(5, range_k(r) * sizeof(uint32_t));
+    terse__topk_sel_t *sel = terse__cview_get(&w->sel, r->count * sizeof(*sel));
+    uint32_t *kept = terse__cview_get(&w->kept, range_k(r) * sizeof(uint32_t));
     if (!sel || !kept)
         return TERSE_ERR_NO_MEMORY;
     /* Reads only, so a non-finite value in any block leaves every output as it was. */
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, start = terse__crange_block_start(r, b);
         size_t nb = terse__crange_block_len(r, b), k = terse__compress_k(r->c.ratio, nb);
-        int bad = terse__topk_select(kern, v + start, nb, k, &sel[i], kept);
+        int bad = terse__topk_select(kern, w, v + start, nb, k, &sel[i], kept);
         kept += k;
         if (bad < 0)
             return TERSE_ERR_NO_MEMORY;
@@ -400,17 +401,17 @@ static size_t topk_block_max_bytes(const terse__crange_t *r, size_t nb)
     return terse__topk_block_max_bytes(nb, terse__compress_k(r->c.ratio, nb));
 }
 
-static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint8_t *out,
-                                  size_t *out_len_p, float *dense, float *rem)
+static terse_status_t topk_encode(const terse__crange_t *r, terse__cview_t *w, const float *v,
+                                  uint8_t *out, size_t *out_len_p, float *dense, float *rem)
 {
     const terse__ckernels_t *kern = terse__ckernels();
     terse__topk_sel_t *sel;
-    terse_status_t sst = terse__topk_select_range(r, v, &sel);
+    terse_status_t sst = terse__topk_select_range(r, w, v, &sel);
     if (sst != TERSE_OK)
         return sst;
     uint64_t *idx =
         r->count
-            ? terse__compress_scratch(1, terse__compress_k(r->c.ratio, r->bs) * sizeof(uint64_t))
+            ? terse__cview_get(&w->idx, terse__compress_k(r->c.ratio, r->bs) * sizeof(uint64_t))
             : NULL;
     if (r->count && !idx)
         return TERSE_ERR_NO_MEMORY;
@@ -426,12 +427,13 @@ static terse_status_t topk_encode(const terse__crange_t *r, const float *v, uint
     return TERSE_OK;
 }
 
-/* Validation decodes every block's indices once into scratch (slot 1, all blocks back to back)
- * and their part sizes (slot 0), so add() is a plain scatter-add with no parsing. */
-static terse_status_t topk_validate(const terse__crange_t *r, const uint8_t *p, size_t len)
+/* Validation decodes every block's indices once into the view (w->idx, all blocks back to
+ * back) with their part sizes (w->used), so add() is a plain scatter-add with no parsing. */
+static terse_status_t topk_validate(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                                    size_t len)
 {
-    size_t *used = terse__compress_scratch(0, r->count * sizeof(size_t));
-    uint64_t *idx = terse__compress_scratch(1, range_k(r) * sizeof(uint64_t));
+    size_t *used = terse__cview_get(&w->used, r->count * sizeof(size_t));
+    uint64_t *idx = terse__cview_get(&w->idx, range_k(r) * sizeof(uint64_t));
     if (!used || !idx)
         return TERSE_ERR_NO_MEMORY;
     size_t pos = 0;
@@ -450,10 +452,12 @@ static terse_status_t topk_validate(const terse__crange_t *r, const uint8_t *p, 
     return TERSE_OK;
 }
 
-static void topk_add(const terse__crange_t *r, const uint8_t *p, size_t len, float *acc)
+static void topk_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
 {
-    const size_t *used = terse__compress_scratch(0, 1); /* filled by validate */
-    const uint64_t *idx = terse__compress_scratch(1, 1);
+    (void)len;
+    const size_t *used = w->used.ptr; /* the view validate left */
+    const uint64_t *idx = w->idx.ptr;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
         size_t k = terse__compress_k(r->c.ratio, nb);
@@ -472,11 +476,11 @@ static void topk_add(const terse__crange_t *r, const uint8_t *p, size_t len, flo
 }
 
 /* encode's remainder: v elsewhere, a zero with v's sign at the kept indices (from validate). */
-static void topk_remainder(const terse__crange_t *r, const uint8_t *p, size_t len, const float *v,
-                           float *rem)
+static void topk_remainder(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                           size_t len, const float *v, float *rem)
 {
     (void)p, (void)len;
-    const uint64_t *idx = terse__compress_scratch(1, 1);
+    const uint64_t *idx = w->idx.ptr;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
         size_t k = terse__compress_k(r->c.ratio, nb), start = terse__crange_block_start(r, b);
@@ -502,24 +506,23 @@ const terse__codec_ops_t terse__codec_topk = {
 
 /* ---- pieces for a block split over owners (coll/compressed/split.c) ---- */
 
-terse_status_t terse__topk_single_indices(const terse_compressor_t *c, const void *wire,
-                                          size_t wire_len, size_t n, uint32_t tensor_id,
-                                          uint64_t step, const uint64_t **idx_p, char *msg,
-                                          size_t msglen)
+terse_status_t terse__topk_single_indices(const terse__crange_t *r, terse__cview_t *w,
+                                          const void *wire, size_t wire_len,
+                                          const uint64_t **idx_p)
 {
-    /* topk_validate leaves the block's indices in scratch slot 1 */
-    terse_status_t st = terse__decompress_blocks_check(c, wire, wire_len, n, tensor_id, step, 0,
-                                                       1, msg, msglen);
+    /* topk_validate leaves the block's indices in the view */
+    terse__cdec_args_t a = {.wire = wire, .wire_len = wire_len, .op = TERSE__CDEC_CHECK};
+    terse_status_t st = terse__cblocks_decode(r, w, &a);
     if (st != TERSE_OK)
         return st;
-    *idx_p = terse__compress_scratch(1, 1);
+    *idx_p = w->idx.ptr;
     return TERSE_OK;
 }
 
 int terse__topk_lower_key(const float *v, size_t n, size_t k, uint32_t *key_p)
 {
     terse__topk_sel_t sel;
-    int bad = terse__topk_select(terse__ckernels(), v, n, k, &sel, NULL);
+    int bad = terse__topk_select(terse__ckernels(), terse__cview_local(), v, n, k, &sel, NULL);
     *key_p = sel.thr;
     return bad;
 }

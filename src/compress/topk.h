@@ -15,13 +15,14 @@ typedef struct terse__topk_sel {
 /* Exact selection of the k largest |v| of v[0, nb) by a three-level radix histogram on the
  * |v| bit pattern (no sort), or for small k/nb from a sample and one collecting pass, which
  * also writes the kept indices to @kept (k entries; may be NULL) and sets sel->kept. Returns 1 if v holds NaN or Inf (sel is still filled, ranking
- * NaN above Inf above finite), 0 otherwise; -1 if scratch memory ran out. */
-int terse__topk_select(const terse__ckernels_t *kern, const float *v, size_t nb, size_t k,
-                       terse__topk_sel_t *sel, uint32_t *kept);
+ * NaN above Inf above finite), 0 otherwise; -1 if memory ran out. Works in w->idx. */
+int terse__topk_select(const terse__ckernels_t *kern, terse__cview_t *w, const float *v, size_t nb,
+                       size_t k, terse__topk_sel_t *sel, uint32_t *kept);
 
 /* Selects the top k of every block of range @r (read-only pass, so a non-finite value fails
- * before any output is written); *sel_p is per-range scratch, one entry per block. */
-terse_status_t terse__topk_select_range(const terse__crange_t *r, const float *v,
+ * before any output is written); *sel_p is in w->sel, one entry per block, and the sampled
+ * selections' kept indices in w->kept. */
+terse_status_t terse__topk_select_range(const terse__crange_t *r, terse__cview_t *w, const float *v,
                                         terse__topk_sel_t **sel_p);
 
 /* Upper bound of one block's Top-K part. */

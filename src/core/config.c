@@ -82,6 +82,9 @@ static const cfg_entry_t cfg_table[] = {
      "seconds a collective waits for a peer before TERSE_ERR_TIMEOUT"},
     {"TERSE_PROGRESS_THREAD", "0", CFG_INT, FIELD(progress_thread),
      "1: a background thread drives UCX progress"},
+    {"TERSE_THREADS", "0", CFG_INT, FIELD(threads),
+     "threads per rank that compress and decode blocks in parallel (results identical to 1); "
+     "0 = the cores of the rank's cpuset over the ranks of its host that share them"},
     {"TERSE_HOST_ID", "", CFG_STRING, FIELD(host_id),
      "host identity for local ranks (default hostname + boot id); tests use it to emulate hosts"},
     {"TERSE_ALLREDUCE_ALGO", "auto", CFG_CHOICE, FIELD(allreduce_algo),

@@ -235,6 +235,20 @@ terse_status_t terse__topo_bind_thread(const terse__topo_t *t, const terse__topo
     return bind_to(t, plan->thread_cpus, "progress thread");
 }
 
+int terse__topo_default_threads(const terse__topo_t *t, const terse__topo_plan_t *plan,
+                                int local_size)
+{
+    if (!t || !plan || !plan->allowed)
+        return 1;
+    hwloc_topology_t h = terse__topo_hwloc(t);
+    int mine = hwloc_get_nbobjs_inside_cpuset_by_type(h, plan->allowed, HWLOC_OBJ_CORE);
+    int host = hwloc_get_nbobjs_by_type(h, HWLOC_OBJ_CORE);
+    if (mine <= 0)
+        return 1;
+    int share = local_size > 1 && (long)mine * local_size > host ? local_size : 1;
+    return mine / share > 1 ? mine / share : 1;
+}
+
 terse_status_t terse__topo_bind_worker(const terse__topo_t *t, const terse__topo_plan_t *plan)
 {
     if (!t || !plan || !plan->bind_thread)

@@ -148,6 +148,13 @@ void terse__topo_plan_release(terse__topo_plan_t *plan);
  */
 terse_status_t terse__topo_bind_thread(const terse__topo_t *t, const terse__topo_plan_t *plan);
 
+/* Compression threads for this rank: the cores of plan->allowed over the @local_size ranks of
+ * its host when their cpusets must overlap (more cores asked than the host has), else all of
+ * them; at least 1. The other ranks' cpusets are not exchanged: launchers give either
+ * disjoint sets (--bind-to core) or every rank the same one, and this tells those apart. */
+int terse__topo_default_threads(const terse__topo_t *t, const terse__topo_plan_t *plan,
+                                int local_size);
+
 /* Same for a compression worker thread: binds it to plan->worker_cpus. */
 terse_status_t terse__topo_bind_worker(const terse__topo_t *t, const terse__topo_plan_t *plan);
 

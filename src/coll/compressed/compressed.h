@@ -15,6 +15,7 @@
 #include <terse/compressed.h>
 
 #include "coll/algos.h"
+#include "compress/compress.h"
 
 /* Algorithm ids on the wire, kept clear of the dense ones in coll/algos.h. */
 enum {
@@ -75,6 +76,7 @@ typedef struct terse__chier {
 
 typedef struct terse__cplan {
     terse_compressor_t c;
+    terse__crange_t range; /* c resolved once (plan_build); segments retarget copies of it */
     int double_way;
     uint64_t step;
     int K, rank;
@@ -132,6 +134,17 @@ terse_status_t terse__cplan_create(const terse_callreduce_params_t *params, int 
                                    terse__cplan_t **plan_p);
 void terse__cplan_free(terse__cplan_t *p);
 void terse__cplan_cleanup(terse_request_h req);
+
+/* The plan's range at blocks [first, first+count) of tensor @j, reasons into @msg. */
+static inline terse_status_t terse__cplan_range(const terse__cplan_t *p, size_t j, size_t first,
+                                                size_t count, char *msg, size_t ml,
+                                                terse__crange_t *r)
+{
+    *r = p->range;
+    r->msg = msg;
+    r->msglen = ml;
+    return terse__crange_at(r, p->t[j].count, p->t[j].id, p->step, first, count);
+}
 
 /* What tensor @j's compression reads. */
 static inline const float *terse__cplan_in(const terse__cplan_t *p, size_t j)

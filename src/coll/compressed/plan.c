@@ -73,7 +73,10 @@ static const char *msg_kind(int server)
 static size_t seg_cap_bytes(const terse__cplan_t *p, size_t s)
 {
     const terse__cseg_t *g = &p->seg[s];
-    return 8 + terse__compress_blocks_max_bytes(&p->c, p->t[g->tensor].count, g->first, g->count);
+    terse__crange_t r;
+    if (terse__cplan_range(p, g->tensor, g->first, g->count, NULL, 0, &r) != TERSE_OK)
+        return 8;
+    return 8 + terse__crange_max_bytes(&r);
 }
 
 /* The allgather's pipeline: chunks of whole segments of about seg_cap elements each, at most
@@ -111,6 +114,8 @@ static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_param
                                  int K_, int rank)
 {
     p->c = params->compressor;
+    if (terse__crange_init(&p->range, &p->c, NULL, 0) != TERSE_OK)
+        return TERSE_ERR_INVALID_ARG;
     p->double_way = (params->field_mask & TERSE_CALLREDUCE_FIELD_DOUBLE_WAY) && params->double_way;
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
     p->K = K_;
@@ -244,15 +249,16 @@ terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi)
                 return req->status;
         }
         const terse__cseg_t *g = &p->seg[s];
-        const terse_ctensor_t *t = &p->t[g->tensor];
-        size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
-        float *rem = p->werr ? p->werr + p->toff[g->tensor] : NULL;
+        terse__crange_t r;
+        terse_status_t st = terse__cplan_range(p, g->tensor, g->first, g->count, msg, sizeof(msg), &r);
+        size_t len = 0;
         uint8_t *w = p->wmsg + p->wfill;
-        const float *in = terse__cplan_in(p, g->tensor);
+        terse__cenc_args_t a = {.v = terse__cplan_in(p, g->tensor), .wire = w + 8,
+                                .wire_cap = terse__crange_max_bytes(&r),
+                                .remainder_out = p->werr ? p->werr + p->toff[g->tensor] : NULL};
         double t0 = terse__prof_begin(&req->prof);
-        terse_status_t st = terse__compress_blocks(&p->c, in, t->count, t->id, p->step, g->first,
-                                                   g->count, w + 8, cap, &len, NULL, rem, msg,
-                                                   sizeof(msg));
+        if (st == TERSE_OK)
+            st = terse__cblocks_encode_par(&r, &a, &len);
         terse__prof_end(&req->prof, TERSE_PHASE_WORKER_COMPRESS, t0, 0, 8 + len);
         if (st != TERSE_OK)
             return terse__req_fail(req, st, "compressing %s: %s",
@@ -272,30 +278,32 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
                                  size_t l, terse__cplan_op_t op, float *acc, char *msg, size_t ml)
 {
     const terse_ctensor_t *t = &p->t[g->tensor];
-    const terse_compressor_t *c = &p->c;
-    size_t n = t->count, first = g->first, count = g->count, off = p->toff[g->tensor];
+    size_t off = p->toff[g->tensor];
+    terse__crange_t r;
+    terse_status_t st = terse__cplan_range(p, g->tensor, g->first, g->count, msg, ml, &r);
+    if (st != TERSE_OK)
+        return st;
+    terse__cdec_args_t a = {.wire = m, .wire_len = l, .op = TERSE__CDEC_CHECK};
     switch (op) {
     case TERSE_CPLAN_ADD:
-        return terse__decompress_blocks_add(c, m, l, n, t->id, p->step, first, count, acc + off,
-                                            msg, ml);
+        a.op = TERSE__CDEC_ADD, a.out = acc + off;
+        break;
     case TERSE_CPLAN_OUT:
-        return terse__decompress_blocks_set(c, m, l, n, t->id, p->step, first, count, t->out, msg,
-                                            ml);
+        a.op = TERSE__CDEC_SET, a.out = t->out;
+        break;
     case TERSE_CPLAN_WERR:
         if (t->worker_error)
-            return terse__decompress_remainder(c, m, l, n, t->id, p->step, first, count,
-                                               terse__cplan_in(p, g->tensor), t->worker_error,
-                                               msg, ml);
+            a.op = TERSE__CDEC_REMAINDER, a.out = t->worker_error,
+            a.v = terse__cplan_in(p, g->tensor);
         break;
     case TERSE_CPLAN_SERR:
         if (t->server_error)
-            return terse__decompress_remainder(c, m, l, n, t->id, p->step, first, count,
-                                               acc + off, t->server_error, msg, ml);
+            a.op = TERSE__CDEC_REMAINDER, a.out = t->server_error, a.v = acc + off;
         break;
     case TERSE_CPLAN_CHECK:
         break;
     }
-    return terse__decompress_blocks_check(c, m, l, n, t->id, p->step, first, count, msg, ml);
+    return terse__cblocks_decode_par(&r, &a);
 }
 
 /* The message of the next segment of a packed message at *off (its length prefix checked). */
@@ -409,12 +417,14 @@ static terse_status_t serve_seg_run(terse_request_h req, size_t s)
             a[i] = 0.0f + a[i] / kf;
     }
     char msg[256] = "";
-    size_t cap = terse__compress_blocks_max_bytes(&p->c, t->count, g->first, g->count), len = 0;
+    terse__crange_t r;
+    terse_status_t st = terse__cplan_range(p, g->tensor, g->first, g->count, msg, sizeof(msg), &r);
+    size_t len = 0;
     uint8_t *w = p->smsg + p->smsg_len;
-    terse_status_t st = terse__compress_blocks(&p->c, a, t->count, t->id, p->step, g->first,
-                                               g->count, w + 8, cap, &len, NULL,
-                                               p->serr ? p->serr + p->toff[g->tensor] : NULL,
-                                               msg, sizeof(msg));
+    terse__cenc_args_t ea = {.v = a, .wire = w + 8, .wire_cap = terse__crange_max_bytes(&r),
+                             .remainder_out = p->serr ? p->serr + p->toff[g->tensor] : NULL};
+    if (st == TERSE_OK)
+        st = terse__cblocks_encode_par(&r, &ea, &len);
     if (st != TERSE_OK)
         return terse__req_fail(req, st, "server compression: %s", msg);
     uint64_t l = len;

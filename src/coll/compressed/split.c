@@ -136,7 +136,6 @@ static terse_status_t post_parts(terse_request_h req)
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
     int K = p->K, me = p->rank;
-    const terse_ctensor_t *t = &p->t[0];
     size_t n = p->N, k = terse__compress_k(p->c.ratio, n);
     s->k = k;
     size_t rcap = list_cap(k);
@@ -161,8 +160,10 @@ static terse_status_t post_parts(terse_request_h req)
     memcpy(&wl, p->wmsg, 8);
     const uint64_t *idx;
     char msg[256] = "";
-    if (terse__topk_single_indices(&p->c, p->wmsg + 8, (size_t)wl, n, t->id, p->step, &idx, msg,
-                                   sizeof(msg)) != TERSE_OK)
+    terse__crange_t rg;
+    if (terse__cplan_range(p, 0, 0, 1, msg, sizeof(msg), &rg) != TERSE_OK ||
+        terse__topk_single_indices(&rg, terse__cview_local(), p->wmsg + 8, (size_t)wl, &idx) !=
+            TERSE_OK)
         return terse__req_fail(req, TERSE_ERR_INTERNAL, "own message: %s", msg);
     const float *in = terse__cplan_in(p, 0);
     uint8_t *w = s->send;
