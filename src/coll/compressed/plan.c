@@ -109,7 +109,7 @@ static terse_status_t plan_chunks(terse__cplan_t *p)
 static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_params_t *params,
                                  int K_, int rank)
 {
-    p->c = params->compressor;
+    p->c = *params->compressor;
     p->double_way = (params->field_mask & TERSE_CALLREDUCE_FIELD_DOUBLE_WAY) && params->double_way;
     p->step = (params->field_mask & TERSE_CALLREDUCE_FIELD_STEP) ? params->step : 0;
     p->K = K_;
