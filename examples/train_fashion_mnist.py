@@ -61,12 +61,12 @@ class CNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
-def make_compression(spec):
+def make_compression(spec, algorithm=None, hierarchy=None):
     if spec in (None, "none", "dense"):
         return hvd.Compression.none
     if spec == "fp16":
         return hvd.Compression.fp16
-    return hvd.Compression.terse(spec)
+    return hvd.Compression.terse(spec, algorithm=algorithm, hierarchy=hierarchy)
 
 
 def evaluate(model, x, y, batch=2000):
@@ -90,7 +90,7 @@ def run(args, data=None, log=print):
     model = CNN() if args.model == "cnn" else MLP(args.hidden)
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     base = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
-    compression = make_compression(args.compressor)
+    compression = make_compression(args.compressor, args.algorithm, args.hierarchy)
     ef = None if args.error_feedback in (None, "none") else args.error_feedback
     opt = hvd.DistributedOptimizer(base, named_parameters=model.named_parameters(),
                                    compression=compression, error_feedback=ef,
@@ -146,6 +146,12 @@ def parser():
     p.add_argument("--error-feedback", default="none", choices=["none", "ef", "saef"])
     p.add_argument("--period", type=int, default=0, help="SAEF error averaging period (0: never)")
     p.add_argument("--double-way", action="store_true")
+    p.add_argument("--algorithm", default=None,
+                   choices=["auto", "sparse_allgather", "sparse_rs_ag", "sign_allgather",
+                            "sign_a2a_ag", "dense"],
+                   help="compressed allreduce algorithm (default: TERSE_COMPRESSED_ALGO)")
+    p.add_argument("--hierarchy", default=None, choices=["none", "node"],
+                   help="node: average within a host first (default: TERSE_HIERARCHY)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32, help="per worker")
     p.add_argument("--lr", type=float, default=0.05)

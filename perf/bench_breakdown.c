@@ -69,7 +69,9 @@ static terse_status_t bd_step(terse_comm_h comm, bd_run_t *b, uint64_t step, dou
     terse_callreduce_params_t p = {.field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
                                                  TERSE_CALLREDUCE_FIELD_STEP,
                                    .ntensors = 1, .double_way = o->double_way, .step = step};
-    terse_status_t st = terse_compressor_parse(o->spec, &p.compressor);
+    terse_compressor_t c;
+    p.compressor = &c;
+    terse_status_t st = terse_compressor_parse(o->spec, &c);
     if (st != TERSE_OK)
         return st;
     float *werr = !ef ? NULL : o->ef == BENCH_EF_SEPARATE ? b->e : b->stage;

@@ -16,7 +16,9 @@ terse_status_t bench_compressed_allreduce(terse_comm_h comm, const char *spec, i
     terse_callreduce_params_t p = {.field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
                                                  TERSE_CALLREDUCE_FIELD_STEP,
                                    .ntensors = 1, .double_way = double_way, .step = step};
-    terse_status_t st = terse_compressor_parse(spec, &p.compressor);
+    static terse_compressor_t c; /* the spec's, for this call */
+    p.compressor = &c;
+    terse_status_t st = terse_compressor_parse(spec, &c);
     if (st != TERSE_OK)
         return st;
     if (double_way && server_error_n < n) {

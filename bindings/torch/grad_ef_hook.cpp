@@ -8,12 +8,25 @@
 namespace terse_c10d {
 
 GradEFHook::GradEFHook(c10::intrusive_ptr<ProcessGroupTerse> pg, const std::string& compressor,
-                       bool error_feedback, bool double_way)
+                       bool error_feedback, bool double_way, const std::string& algorithm,
+                       const std::string& hierarchy)
     : pg_(std::move(pg)) {
   terse_grad_ef_params_t p{};
-  TORCH_CHECK(terse_compressor_parse(compressor.c_str(), &p.compressor) == TERSE_OK,
+  terse_compressor_t c;
+  TORCH_CHECK(terse_compressor_parse(compressor.c_str(), &c) == TERSE_OK,
               "terse DDP hook: invalid compressor '", compressor, "'");
+  p.compressor = &c;
   p.field_mask = TERSE_GRAD_EF_FIELD_DOUBLE_WAY;
+  if (!algorithm.empty()) {
+    TORCH_CHECK(terse_compressed_algo_parse(algorithm.c_str(), &p.algo) == TERSE_OK,
+                "terse DDP hook: invalid algorithm '", algorithm, "'");
+    p.field_mask |= TERSE_GRAD_EF_FIELD_ALGO;
+  }
+  if (!hierarchy.empty()) {
+    TORCH_CHECK(terse_hierarchy_parse(hierarchy.c_str(), &p.hierarchy) == TERSE_OK,
+                "terse DDP hook: invalid hierarchy '", hierarchy, "'");
+    p.field_mask |= TERSE_GRAD_EF_FIELD_HIERARCHY;
+  }
   p.error_feedback = error_feedback;
   p.double_way = double_way;
   terse_status_t st = terse_grad_ef_create(pg_->comm(), &p, &ef_);

@@ -9,8 +9,11 @@ namespace terse_c10d {
 
 class GradEFHook : public torch::CustomClassHolder {
  public:
+  // algorithm / hierarchy: TERSE_COMPRESSED_ALGO / TERSE_HIERARCHY words, "" = the group's
+  // communicator's choice.
   GradEFHook(c10::intrusive_ptr<ProcessGroupTerse> pg, const std::string& compressor,
-             bool error_feedback, bool double_way);
+             bool error_feedback, bool double_way, const std::string& algorithm = "",
+             const std::string& hierarchy = "");
   ~GradEFHook() override;
 
   // The bucket's flat gradient buffer, its parameters' ids and element counts (in buffer

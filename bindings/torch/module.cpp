@@ -27,11 +27,13 @@ PYBIND11_MODULE(_c10d, m) {
 
   py::class_<GradEFHook, c10::intrusive_ptr<GradEFHook>>(m, "GradEFHook")
       .def(py::init([](const c10::intrusive_ptr<ProcessGroupTerse>& pg, const std::string& spec,
-                       bool ef, bool double_way) {
-             return c10::make_intrusive<GradEFHook>(pg, spec, ef, double_way);
+                       bool ef, bool double_way, const std::string& algorithm,
+                       const std::string& hierarchy) {
+             return c10::make_intrusive<GradEFHook>(pg, spec, ef, double_way, algorithm,
+                                                    hierarchy);
            }),
            py::arg("pg"), py::arg("compressor"), py::arg("error_feedback"),
-           py::arg("double_way"))
+           py::arg("double_way"), py::arg("algorithm") = "", py::arg("hierarchy") = "")
       .def("reduce", &GradEFHook::reduce, py::arg("bucket"), py::arg("ids"), py::arg("counts"),
            py::call_guard<py::gil_scoped_release>())
       .def("worker_error", &GradEFHook::worker_error)

@@ -31,6 +31,8 @@ enum terse_comm_params_field {
     TERSE_COMM_PARAM_FIELD_PROGRESS_THREAD = 1u << 1,
     TERSE_COMM_PARAM_FIELD_HOST_ID = 1u << 2,
     TERSE_COMM_PARAM_FIELD_TIMEOUT = 1u << 3,
+    TERSE_COMM_PARAM_FIELD_COMPRESSED_ALGO = 1u << 4,
+    TERSE_COMM_PARAM_FIELD_HIERARCHY = 1u << 5,
 };
 
 typedef struct terse_comm_params {
@@ -47,6 +49,13 @@ typedef struct terse_comm_params {
     /* Seconds a collective may wait for a peer before failing with TERSE_ERR_TIMEOUT.
      * Default: TERSE_TIMEOUT. */
     double timeout;
+    /* Fields below were added later: the library reads one only when its bit is set, so a
+     * caller built against an older header (a shorter struct) keeps working. */
+    /* The compressed allreduce's algorithm when a call does not choose one.
+     * Default: TERSE_COMPRESSED_ALGO. */
+    terse_compressed_algo_t compressed_algo;
+    /* Hierarchical compressed allreduce when a call does not choose. Default: TERSE_HIERARCHY. */
+    terse_hierarchy_t hierarchy;
 } terse_comm_params_t;
 
 /**
@@ -72,7 +81,7 @@ TERSE_API terse_status_t terse_comm_destroy(terse_comm_h comm);
  * by their rank in @p parent. The child is bootstrapped over @p parent (no MPI, no
  * environment rendezvous) and is complete: its own transport, every collective, the
  * compressed allreduce and error feedback, local and cross ranks of its own members, and
- * the parent's timeout, host id and progress mode. It is independent of @p parent
+ * the parent's timeout, host id, progress mode, compressed algorithm and hierarchy. It is independent of @p parent
  * afterwards: either may be destroyed first. Either every rank succeeds or every rank gets
  * an error (and no communicator).
  * @param [in]  parent     the communicator to split

@@ -23,14 +23,21 @@ typedef struct terse_ctensor {
 
 #define TERSE_CALLREDUCE_FIELD_DOUBLE_WAY (1ull << 0)
 #define TERSE_CALLREDUCE_FIELD_STEP       (1ull << 1)
+#define TERSE_CALLREDUCE_FIELD_ALGO       (1ull << 2)
+#define TERSE_CALLREDUCE_FIELD_HIERARCHY  (1ull << 3)
 
+/* New optional fields are appended with a bit of their own: the library reads a field only
+ * when its bit is set, so a struct of an older layout (shorter, without them) stays valid. */
 typedef struct terse_callreduce_params {
-    uint64_t field_mask;              /* TERSE_CALLREDUCE_FIELD_* for the optional fields */
-    const terse_ctensor_t *tensors;   /* [in] @ntensors tensors (the array is copied) */
+    uint64_t field_mask;                  /* TERSE_CALLREDUCE_FIELD_* for the optional fields */
+    const terse_ctensor_t *tensors;       /* [in] @ntensors tensors (the array is copied) */
     size_t ntensors;
-    terse_compressor_t compressor;    /* the same on every rank; blocks split each tensor */
-    int double_way;                   /* default 0 */
-    uint64_t step;                    /* training step: keys randk; default 0 */
+    const terse_compressor_t *compressor; /* [in] copied; the same on every rank; blocks split
+                                           * each tensor */
+    int double_way;                       /* default 0 */
+    uint64_t step;                        /* training step: keys randk; default 0 */
+    terse_compressed_algo_t algo;         /* default: the communicator's (see terse_comm_params_t) */
+    terse_hierarchy_t hierarchy;          /* default: the communicator's */
 } terse_callreduce_params_t;
 
 /**
@@ -39,14 +46,17 @@ typedef struct terse_callreduce_params {
  *   double-way:  out = C(e_s + that average), with server_error updated to the remainder.
  * Tensors are fused into the same messages, but every tensor and block is compressed on its
  * own, so results do not depend on fusion, on the rank count's way of splitting the work or on
- * the algorithm (TERSE_COMPRESSED_ALGO=auto|sparse_allgather|sparse_rs_ag|sign_allgather|
- * sign_a2a_ag|dense). Outputs (out, worker_error, server_error) are written only when the whole
+ * the algorithm (params->algo, else the communicator's, else TERSE_COMPRESSED_ALGO=
+ * auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense). The algorithm and the
+ * hierarchy are part of the call's signature: ranks that choose differently all fail with
+ * TERSE_ERR_MISMATCH. Outputs (out, worker_error, server_error) are written only when the whole
  * collective succeeded; on any error (TERSE_ERR_MISMATCH for different tensor lists or
  * compressors across ranks, TERSE_ERR_NONFINITE for NaN/Inf in some rank's input,
  * TERSE_ERR_CORRUPT, TERSE_ERR_PEER_FAILED, ...) every rank fails and nothing is written.
  * With server_error owned per block (algorithms sparse_rs_ag, sign_a2a_ag, dense) a rank keeps
  * only the entries of the blocks it serves current; use one algorithm for a whole run.
- * TERSE_HIERARCHY=node (same number of ranks on every host): the ranks of each host are
+ * Hierarchy TERSE_HIERARCHY_NODE (params->hierarchy, else the communicator's, else
+ * TERSE_HIERARCHY=node; same number of ranks on every host): the ranks of each host are
  * averaged first and the hosts are the participants: out = (sum_h C(Delta_h)) / H with
  * Delta_h the mean of host h's inputs (local-rank order), worker_error = Delta_h - C(Delta_h)
  * on every rank of the host, server_error kept on the host leaders only.

@@ -16,11 +16,11 @@
  *   EF/SAEF, single-way: 8 bytes (e_k + staging) EF/SAEF, double-way: 12 bytes (+ e_s)
  * plus, during exchange, the communicator's pooled collective scratch (about 16-20 bytes per
  * parameter, reused across calls) and, on averaging steps, the staging reused for the average.
- * Every rank keeps e_s for all parameters; with owner algorithms (TERSE_COMPRESSED_ALGO
- * sparse_rs_ag, sign_a2a_ag, dense) only the entries of the blocks a rank serves are current,
+ * Every rank keeps e_s for all parameters; with owner algorithms (sparse_rs_ag, sign_a2a_ag,
+ * dense: params->algo, the communicator's or TERSE_COMPRESSED_ALGO) only the entries of the blocks a rank serves are current,
  * which is all that algorithm reads: keep one algorithm for a run.
  *
- * Hierarchical mode (TERSE_HIERARCHY=node): the hosts are Algorithm 1's workers. The exchange
+ * Hierarchical mode (params->hierarchy, the communicator's, or TERSE_HIERARCHY=node): the hosts are Algorithm 1's workers. The exchange
  * compresses the mean of a host's Delta_k and every rank of the host gets the host's error, so
  * all ranks of a host hold the same e_k (and SAEF's step-ahead point); e_s lives on the host's
  * leader (local rank 0).
@@ -45,17 +45,23 @@ typedef enum terse_ef_mode {
 
 #define TERSE_EF_FIELD_PERIOD     (1ull << 0)
 #define TERSE_EF_FIELD_DOUBLE_WAY (1ull << 1)
+#define TERSE_EF_FIELD_ALGO       (1ull << 2)
+#define TERSE_EF_FIELD_HIERARCHY  (1ull << 3)
 
+/* New optional fields are appended with a bit of their own (read only when it is set), so a
+ * struct of an older, shorter layout stays valid. */
 typedef struct terse_ef_params {
-    uint64_t field_mask;            /* TERSE_EF_FIELD_* for the optional fields */
+    uint64_t field_mask;                  /* TERSE_EF_FIELD_* for the optional fields */
     terse_ef_mode_t mode;
-    terse_compressor_t compressor;  /* copied */
+    const terse_compressor_t *compressor; /* [in] copied */
     size_t ntensors;
-    const uint32_t *ids;            /* [in] ntensors tensor ids (copied) */
-    const size_t *counts;           /* [in] ntensors element counts (copied) */
-    uint64_t period;                /* error averaging every p steps at steps t with
-                                     * (t + 1) % p == 0; 0 (default) = never */
-    int double_way;                 /* default 0 */
+    const uint32_t *ids;                  /* [in] ntensors tensor ids (copied) */
+    const size_t *counts;                 /* [in] ntensors element counts (copied) */
+    uint64_t period;                      /* error averaging every p steps at steps t with
+                                           * (t + 1) % p == 0; 0 (default) = never */
+    int double_way;                       /* default 0 */
+    terse_compressed_algo_t algo;         /* every exchange's; default: the communicator's */
+    terse_hierarchy_t hierarchy;          /* default: the communicator's */
 } terse_ef_params_t;
 
 /**

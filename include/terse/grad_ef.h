@@ -13,12 +13,18 @@ extern "C" {
 typedef struct terse_grad_ef *terse_grad_ef_h;
 
 #define TERSE_GRAD_EF_FIELD_DOUBLE_WAY (1ull << 0)
+#define TERSE_GRAD_EF_FIELD_ALGO       (1ull << 1)
+#define TERSE_GRAD_EF_FIELD_HIERARCHY  (1ull << 2)
 
+/* New optional fields are appended with a bit of their own (read only when it is set), so a
+ * struct of an older, shorter layout stays valid. */
 typedef struct terse_grad_ef_params {
-    uint64_t field_mask;           /* TERSE_GRAD_EF_FIELD_* for the optional fields */
-    terse_compressor_t compressor; /* copied; the same on every rank */
-    int error_feedback;            /* 1: EF (e <- Delta - C(Delta)); 0: plain compression */
-    int double_way;                /* default 0: server error e_s kept per parameter */
+    uint64_t field_mask;                  /* TERSE_GRAD_EF_FIELD_* for the optional fields */
+    const terse_compressor_t *compressor; /* [in] copied; the same on every rank */
+    int error_feedback;                   /* 1: EF (e <- Delta - C(Delta)); 0: plain compression */
+    int double_way;                       /* default 0: server error e_s kept per parameter */
+    terse_compressed_algo_t algo;         /* every bucket's; default: the communicator's */
+    terse_hierarchy_t hierarchy;          /* default: the communicator's */
 } terse_grad_ef_params_t;
 
 /**

@@ -59,6 +59,8 @@ typedef struct terse_model_tensor {
 #define TERSE_MODEL_FIELD_PERIOD     (1ull << 0)
 #define TERSE_MODEL_FIELD_DOUBLE_WAY (1ull << 1)
 #define TERSE_MODEL_FIELD_BUCKETS    (1ull << 2)
+#define TERSE_MODEL_FIELD_ALGO       (1ull << 3)
+#define TERSE_MODEL_FIELD_HIERARCHY  (1ull << 4)
 
 typedef struct terse_model_params {
     uint64_t field_mask;                 /* TERSE_MODEL_FIELD_* for the optional fields */
@@ -73,6 +75,9 @@ typedef struct terse_model_params {
     const size_t *bucket_end;            /* [in] nbuckets increasing tensor indices, the last
                                           * = ntensors: bucket b is [bucket_end[b-1],
                                           * bucket_end[b]) (copied) */
+    /* Appended later, read only when their bit is set (an older, shorter struct stays valid). */
+    terse_compressed_algo_t algo;        /* every exchange's; default: the communicator's */
+    terse_hierarchy_t hierarchy;         /* default: the communicator's */
 } terse_model_params_t;
 
 /**

@@ -19,10 +19,21 @@ terse_status_t terse_comm_create_mpi(MPI_Comm mpi_comm, const terse_comm_params_
 {
     terse_comm_params_t p;
     int rank, size;
-    if (params)
-        p = *params;
-    else
-        memset(&p, 0, sizeof(p));
+    memset(&p, 0, sizeof(p));
+    /* Field by field, never *params: a caller built against an older header passes a shorter
+     * struct, which ends before the fields whose bit it cannot have set. */
+    if (params) {
+        uint64_t mask = params->field_mask;
+        p.field_mask = mask;
+        p.oob = params->oob;
+        p.progress_thread = params->progress_thread;
+        p.host_id = params->host_id;
+        p.timeout = params->timeout;
+        if (mask & TERSE_COMM_PARAM_FIELD_COMPRESSED_ALGO)
+            p.compressed_algo = params->compressed_algo;
+        if (mask & TERSE_COMM_PARAM_FIELD_HIERARCHY)
+            p.hierarchy = params->hierarchy;
+    }
     if (MPI_Comm_rank(mpi_comm, &rank) != MPI_SUCCESS ||
         MPI_Comm_size(mpi_comm, &size) != MPI_SUCCESS)
         return TERSE_ERR_BOOTSTRAP;

@@ -49,11 +49,11 @@ const terse__algo_t *terse__allreduce_select(terse_comm_h comm, size_t count, si
 /* The ring allreduce of req->count elements from req->sbuf into @work (req->count elements,
  * may be req->sbuf). @rs_only: stop after the reduce-scatter half, when rank r holds chunk
  * (r + 1) % P (terse__part_off) of the final result in @work; the rest of @work is scratch.
- * Uses req->state[0], req->round and req->scratch. */
+ * Uses its typed state in req->state, req->round and req->scratch (not req->phase). */
 terse_status_t terse__allreduce_ring_run(terse_request_h req, void *work, int rs_only);
 
 /* The recursive doubling allreduce of req->count elements from req->sbuf into @work. Uses
- * req->state[0..1], req->phase, req->round and req->scratch. */
+ * its typed state in req->state, req->phase, req->round and req->scratch. */
 terse_status_t terse__allreduce_rd_run(terse_request_h req, void *work);
 
 /* ---- reduce_scatter(_v) and reduce (reduce_scatter.c) ---- */

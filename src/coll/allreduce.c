@@ -64,14 +64,14 @@ terse_status_t terse__coll_check(terse_comm_h comm, terse__coll_kind_t kind, con
 
 const terse__algo_t *terse__allreduce_select(terse_comm_h comm, size_t count, size_t bytes)
 {
-    const terse__config_t *cfg = terse__config();
-    if (cfg->allreduce_algo_id == TERSE__ALLREDUCE_ALGO_RECURSIVE_DOUBLING)
+    const terse__comm_settings_t *set = &comm->settings;
+    if (set->allreduce_algo == TERSE__ALLREDUCE_ALGO_RECURSIVE_DOUBLING)
         return &terse__allreduce_rd_algo;
-    if (cfg->allreduce_algo_id == TERSE__ALLREDUCE_ALGO_RING)
+    if (set->allreduce_algo == TERSE__ALLREDUCE_ALGO_RING)
         return &terse__allreduce_ring_algo;
     /* Ring moves 2(P-1)/P of the data per rank, recursive doubling log2(P) times the data
      * but in fewer steps: ring wins once bandwidth dominates. */
-    if (bytes < cfg->small_msg_bytes || count < (size_t)comm->size)
+    if (bytes < set->small_msg_bytes || count < (size_t)comm->size)
         return &terse__allreduce_rd_algo;
     return &terse__allreduce_ring_algo;
 }

@@ -154,6 +154,15 @@ static terse_comm_h comm_alloc(const terse_comm_params_t *params, const terse__b
     comm->size = bs->size;
     comm->timeout = timeout;
     comm->eager_hdr_bytes = cfg->eager_hdr_bytes;
+    comm->settings = (terse__comm_settings_t){
+        .compressed_algo = (mask & TERSE_COMM_PARAM_FIELD_COMPRESSED_ALGO)
+                               ? params->compressed_algo
+                               : cfg->compressed_algo_id,
+        .hierarchy = (mask & TERSE_COMM_PARAM_FIELD_HIERARCHY) ? params->hierarchy
+                                                               : cfg->hierarchy_id,
+        .allreduce_algo = (int)cfg->allreduce_algo_id,
+        .small_msg_bytes = cfg->small_msg_bytes,
+    };
     if ((mask & TERSE_COMM_PARAM_FIELD_HOST_ID) && params->host_id)
         snprintf(comm->host_id, sizeof(comm->host_id), "%s", params->host_id);
     else if (cfg->host_id[0])
@@ -191,14 +200,30 @@ static terse_status_t comm_connect(terse_comm_h comm, terse__bootstrap_t *bs)
     }
     comm->tp.slab_allocator = comm->has_plan ? &comm->plan.allocator : NULL;
     /* Everyone's endpoints exist before anyone sends: the last bootstrap exchange is the
-     * barrier that guarantees it. */
-    int dummy = 0, *all = terse__calloc((size_t)bs->size, sizeof(int), "setup barrier");
-    st = all ? terse__bootstrap_allgather(bs, &dummy, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
-    terse__free(all);
-    if (st != TERSE_OK) {
+     * barrier that guarantees it. It carries the result-changing settings too, which every
+     * rank must share (a call that differs in them could wait for messages that never come
+     * instead of failing): every rank sees every value, so all fail alike. */
+    const terse__comm_settings_t *set = &comm->settings;
+    int mine = (int)set->compressed_algo | (int)set->hierarchy << 8 | set->allreduce_algo << 16;
+    int *all = terse__calloc((size_t)bs->size, sizeof(int), "setup barrier");
+    st = all ? terse__bootstrap_allgather(bs, &mine, all, sizeof(int)) : TERSE_ERR_NO_MEMORY;
+    if (st != TERSE_OK)
         terse_log_error("setup barrier: %s", bs->err);
-        terse__tp_fini(&comm->tp);
+    for (int r = 0; st == TERSE_OK && r < bs->size; r++) {
+        if (all[r] != all[0]) {
+            terse_log_error("rank %d: compressed algorithm %s, hierarchy %s, allreduce algorithm "
+                            "%d; rank 0: %s, %s, %d (params or TERSE_COMPRESSED_ALGO, "
+                            "TERSE_HIERARCHY, TERSE_ALLREDUCE_ALGO differ)", r,
+                            terse_compressed_algo_name(all[r] & 0xff),
+                            terse_hierarchy_name((all[r] >> 8) & 0xff), all[r] >> 16,
+                            terse_compressed_algo_name(all[0] & 0xff),
+                            terse_hierarchy_name((all[0] >> 8) & 0xff), all[0] >> 16);
+            st = TERSE_ERR_MISMATCH;
+        }
     }
+    terse__free(all);
+    if (st != TERSE_OK)
+        terse__tp_fini(&comm->tp);
     return st;
 }
 
@@ -215,6 +240,13 @@ terse_status_t terse_comm_create(const terse_comm_params_t *params, terse_comm_h
     double timeout = (mask & TERSE_COMM_PARAM_FIELD_TIMEOUT) ? params->timeout : cfg->timeout;
     if (timeout <= 0) {
         terse_log_error("invalid timeout %g", timeout);
+        return TERSE_ERR_INVALID_ARG;
+    }
+    if (((mask & TERSE_COMM_PARAM_FIELD_COMPRESSED_ALGO) &&
+         (unsigned)params->compressed_algo >= TERSE_COMPRESSED_ALGO_LAST) ||
+        ((mask & TERSE_COMM_PARAM_FIELD_HIERARCHY) &&
+         (unsigned)params->hierarchy >= TERSE_HIERARCHY_LAST)) {
+        terse_log_error("invalid compressed algorithm or hierarchy in the params");
         return TERSE_ERR_INVALID_ARG;
     }
     if (mask & TERSE_COMM_PARAM_FIELD_OOB)

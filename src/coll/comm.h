@@ -76,8 +76,20 @@ struct terse__algo {
     void (*cleanup)(terse_request_h req); /* may be NULL */
 };
 
+/* The settings that change results (which algorithm sums in which order, who keeps e_s, what
+ * error feedback sees), fixed when the communicator is made: from its params, else the
+ * environment parsed then. Read from here, never from terse__config(): another communicator's
+ * creation re-reads the environment and must not change this one's collectives. */
+typedef struct terse__comm_settings {
+    terse_compressed_algo_t compressed_algo; /* a call's default */
+    terse_hierarchy_t hierarchy;             /* a call's default */
+    int allreduce_algo;                      /* terse__allreduce_algo_t */
+    size_t small_msg_bytes;
+} terse__comm_settings_t;
+
 struct terse_comm {
     terse__tp_t tp;
+    terse__comm_settings_t settings;
     int rank, size;
     int local_rank, local_size, cross_rank, cross_size;
     int *host_of;  /* host index of every rank (owned by hosts) */

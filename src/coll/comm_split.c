@@ -180,6 +180,9 @@ static terse_status_t create_child(split_ctx_t *c, terse_comm_h *child_p)
         .timeout = parent->timeout,
     };
     terse_status_t st = terse_comm_create(&params, child_p);
+    /* The parent's result-changing settings, not the environment as it reads now. */
+    if (st == TERSE_OK)
+        (*child_p)->settings = parent->settings;
     if (st != TERSE_OK) {
         if (!c->exchange_failed)
             terse__comm_set_error(parent, "comm_split: creating the communicator failed: %s",

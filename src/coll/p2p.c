@@ -44,13 +44,23 @@ void terse__p2p_fini(terse_comm_h comm)
     }
 }
 
-/* round 0 posts the one transfer (req->state[0]: 0 send, 1 receive); round 1 is done */
+typedef struct p2p_state {
+    int is_recv; /* 0 send, 1 receive */
+} p2p_state_t;
+
+static p2p_state_t *p2p_state(terse_request_h req)
+{
+    _Static_assert(sizeof(p2p_state_t) <= sizeof(req->state), "state fits");
+    return (p2p_state_t *)req->state;
+}
+
+/* round 0 posts the one transfer; round 1 is done */
 static terse_status_t p2p_progress(terse_request_h req)
 {
     if (req->round++ > 0)
         return TERSE_OK;
     size_t bytes = req->count * terse_dtype_size(req->dtype);
-    if (req->state[0])
+    if (p2p_state(req)->is_recv)
         terse__req_recv(req, req->root, 0, req->rbuf, bytes);
     else
         terse__req_send(req, req->root, 0, req->sbuf, bytes);
@@ -106,7 +116,7 @@ static terse_status_t post(terse_comm_h comm, int is_recv, void *buf, size_t cou
         req->rbuf = buf;
         req->count = count;
         req->dtype = dtype;
-        req->state[0] = (uint64_t)is_recv;
+        p2p_state(req)->is_recv = is_recv != 0;
         req->root = peer;
         req->sig.count = count;
         req->sig.dtype = (uint8_t)dtype;

@@ -5,12 +5,12 @@
  * chunk r + 1 to rank r + 1; reduce: every chunk to the root). */
 #include "algos.h"
 
+/* In req->phase, which the ring (terse__allreduce_ring_run) leaves alone. */
 enum { RS_RING_REDUCING, RS_RING_DELIVERING };
-#define RS_PHASE 15 /* req->state index; the ring itself uses state[0] */
 
 static terse_status_t rs_ring_progress(terse_request_h req)
 {
-    if (req->state[RS_PHASE] == RS_RING_DELIVERING)
+    if (req->phase == RS_RING_DELIVERING)
         return TERSE_OK;
     void *work = terse__rs_work(req);
     if (!work)
@@ -18,7 +18,7 @@ static terse_status_t rs_ring_progress(terse_request_h req)
     terse_status_t st = terse__allreduce_ring_run(req, work, 1);
     if (st != TERSE_OK)
         return st;
-    req->state[RS_PHASE] = RS_RING_DELIVERING;
+    req->phase = RS_RING_DELIVERING;
     return terse__rs_deliver(req, work, 1);
 }
 

@@ -43,16 +43,16 @@ static const char *const allreduce_algo_words[] = {
     [TERSE__ALLREDUCE_ALGO_RING] = "ring",
 };
 static const char *const compressed_algo_words[] = {
-    [TERSE__CMP_ALGO_AUTO] = "auto",
-    [TERSE__CMP_ALGO_SPARSE_ALLGATHER] = "sparse_allgather",
-    [TERSE__CMP_ALGO_SPARSE_RS_AG] = "sparse_rs_ag",
-    [TERSE__CMP_ALGO_SIGN_ALLGATHER] = "sign_allgather",
-    [TERSE__CMP_ALGO_SIGN_A2A_AG] = "sign_a2a_ag",
-    [TERSE__CMP_ALGO_DENSE] = "dense",
+    [TERSE_COMPRESSED_ALGO_AUTO] = "auto",
+    [TERSE_COMPRESSED_ALGO_SPARSE_ALLGATHER] = "sparse_allgather",
+    [TERSE_COMPRESSED_ALGO_SPARSE_RS_AG] = "sparse_rs_ag",
+    [TERSE_COMPRESSED_ALGO_SIGN_ALLGATHER] = "sign_allgather",
+    [TERSE_COMPRESSED_ALGO_SIGN_A2A_AG] = "sign_a2a_ag",
+    [TERSE_COMPRESSED_ALGO_DENSE] = "dense",
 };
 static const char *const hierarchy_words[] = {
-    [TERSE__HIERARCHY_NONE] = "none",
-    [TERSE__HIERARCHY_NODE] = "node",
+    [TERSE_HIERARCHY_NONE] = "none",
+    [TERSE_HIERARCHY_NODE] = "node",
 };
 static const char *const checksum_words[] = {
     [TERSE__CHECKSUM_COMPRESSED] = "compressed",
@@ -61,16 +61,16 @@ static const char *const checksum_words[] = {
 };
 _Static_assert(sizeof(allreduce_algo_words) / sizeof(char *) == TERSE__ALLREDUCE_ALGO_LAST,
                "a word per TERSE_ALLREDUCE_ALGO choice");
-_Static_assert(sizeof(compressed_algo_words) / sizeof(char *) == TERSE__CMP_ALGO_LAST,
+_Static_assert(sizeof(compressed_algo_words) / sizeof(char *) == TERSE_COMPRESSED_ALGO_LAST,
                "a word per TERSE_COMPRESSED_ALGO choice");
-_Static_assert(sizeof(hierarchy_words) / sizeof(char *) == TERSE__HIERARCHY_LAST,
+_Static_assert(sizeof(hierarchy_words) / sizeof(char *) == TERSE_HIERARCHY_LAST,
                "a word per TERSE_HIERARCHY choice");
 _Static_assert(sizeof(checksum_words) / sizeof(char *) == TERSE__CHECKSUM_LAST,
                "a word per TERSE_CHECKSUM choice");
 /* load() stores the index through an int. */
 _Static_assert(sizeof(terse__allreduce_algo_t) == sizeof(int) &&
-                   sizeof(terse__cmp_algo_choice_t) == sizeof(int) &&
-                   sizeof(terse__hierarchy_t) == sizeof(int) &&
+                   sizeof(terse_compressed_algo_t) == sizeof(int) &&
+                   sizeof(terse_hierarchy_t) == sizeof(int) &&
                    sizeof(terse__checksum_t) == sizeof(int),
                "choice enums are int-sized");
 
@@ -154,6 +154,42 @@ static const cfg_enum_t cfg_enums[] = {
 };
 
 static terse__config_t cfg;
+
+const char *terse_compressed_algo_name(terse_compressed_algo_t algo)
+{
+    return (unsigned)algo < TERSE_COMPRESSED_ALGO_LAST ? compressed_algo_words[algo] : "invalid";
+}
+
+const char *terse_hierarchy_name(terse_hierarchy_t hierarchy)
+{
+    return (unsigned)hierarchy < TERSE_HIERARCHY_LAST ? hierarchy_words[hierarchy] : "invalid";
+}
+
+static int word_index(const char *const *words, int n, const char *word)
+{
+    for (int i = 0; word && i < n; i++)
+        if (strcasecmp(words[i], word) == 0)
+            return i;
+    return -1;
+}
+
+terse_status_t terse_compressed_algo_parse(const char *word, terse_compressed_algo_t *out_p)
+{
+    int i = word_index(compressed_algo_words, TERSE_COMPRESSED_ALGO_LAST, word);
+    if (i < 0 || !out_p)
+        return TERSE_ERR_INVALID_ARG;
+    *out_p = (terse_compressed_algo_t)i;
+    return TERSE_OK;
+}
+
+terse_status_t terse_hierarchy_parse(const char *word, terse_hierarchy_t *out_p)
+{
+    int i = word_index(hierarchy_words, TERSE_HIERARCHY_LAST, word);
+    if (i < 0 || !out_p)
+        return TERSE_ERR_INVALID_ARG;
+    *out_p = (terse_hierarchy_t)i;
+    return TERSE_OK;
+}
 static pthread_once_t cfg_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t cfg_lock = PTHREAD_MUTEX_INITIALIZER;
 

@@ -2,6 +2,8 @@
 #ifndef TERSE_CORE_CONFIG_H
 #define TERSE_CORE_CONFIG_H
 
+#include <terse/types.h>
+
 #include <stddef.h>
 #include <stdio.h>
 
@@ -14,21 +16,8 @@ typedef enum terse__allreduce_algo {
     TERSE__ALLREDUCE_ALGO_LAST
 } terse__allreduce_algo_t;
 
-typedef enum terse__cmp_algo_choice {
-    TERSE__CMP_ALGO_AUTO = 0,
-    TERSE__CMP_ALGO_SPARSE_ALLGATHER,
-    TERSE__CMP_ALGO_SPARSE_RS_AG,
-    TERSE__CMP_ALGO_SIGN_ALLGATHER,
-    TERSE__CMP_ALGO_SIGN_A2A_AG,
-    TERSE__CMP_ALGO_DENSE,
-    TERSE__CMP_ALGO_LAST
-} terse__cmp_algo_choice_t;
-
-typedef enum terse__hierarchy {
-    TERSE__HIERARCHY_NONE = 0,
-    TERSE__HIERARCHY_NODE,
-    TERSE__HIERARCHY_LAST
-} terse__hierarchy_t;
+/* TERSE_COMPRESSED_ALGO and TERSE_HIERARCHY parse into the public enums (terse/types.h): a
+ * communicator or a call may choose them too, in the same words. */
 
 typedef enum terse__checksum {
     TERSE__CHECKSUM_COMPRESSED = 0,
@@ -64,8 +53,8 @@ typedef struct terse__config {
     char torch_malloc[16]; /* read by terse.torch (Python), declared here for terse_info */
     /* The choices above as enums (the strings stay for printing and names). */
     terse__allreduce_algo_t allreduce_algo_id;
-    terse__cmp_algo_choice_t compressed_algo_id;
-    terse__hierarchy_t hierarchy_id;
+    terse_compressed_algo_t compressed_algo_id;
+    terse_hierarchy_t hierarchy_id;
     terse__checksum_t checksum_id;
 } terse__config_t;
 

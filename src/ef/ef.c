@@ -7,6 +7,7 @@
 #include "coll/wire.h"
 #include "core/alloc.h"
 #include "ckpt.h"
+#include "cmp_choice.h"
 
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct terse_ef {
     terse_comm_h comm;
     terse_ef_mode_t mode;
     terse_compressor_t c;
+    terse__cmp_choice_t choice;
     char spec[128];   /* canonical compressor spec, for checkpoints */
     uint64_t period;
     int double_way;
@@ -54,14 +56,21 @@ terse_status_t terse_ef_create(terse_comm_h comm, const terse_ef_params_t *prm, 
 {
     if (!comm || !prm || !ef_p || (prm->ntensors && (!prm->ids || !prm->counts)) ||
         (unsigned)prm->mode > TERSE_EF_MODE_SAEF ||
-        terse_compressor_validate(&prm->compressor) != TERSE_OK)
+        !prm->compressor || terse_compressor_validate(prm->compressor) != TERSE_OK)
+        return TERSE_ERR_INVALID_ARG;
+    terse__cmp_choice_t choice;
+    if (terse__cmp_choice_make(prm->field_mask, TERSE_EF_FIELD_ALGO, TERSE_EF_FIELD_HIERARCHY,
+                               TERSE_CHOSEN(prm, TERSE_EF_FIELD_ALGO, algo),
+                               TERSE_CHOSEN(prm, TERSE_EF_FIELD_HIERARCHY, hierarchy),
+                               &choice) != 0)
         return TERSE_ERR_INVALID_ARG;
     terse_ef_h ef = terse__calloc(1, sizeof(*ef), "error-feedback state");
     if (!ef)
         return TERSE_ERR_NO_MEMORY;
     ef->comm = comm;
     ef->mode = prm->mode;
-    ef->c = prm->compressor;
+    ef->c = *prm->compressor;
+    ef->choice = choice;
     ef->period = (prm->field_mask & TERSE_EF_FIELD_PERIOD) ? prm->period : 0;
     ef->double_way = (prm->field_mask & TERSE_EF_FIELD_DOUBLE_WAY) && prm->double_way;
     ef->nt = prm->ntensors;
@@ -210,10 +219,11 @@ terse_status_t terse_ef_exchange(terse_ef_h ef, const float *const *d, float *co
         .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
         .tensors = ef->ct,
         .ntensors = ef->nt,
-        .compressor = ef->c,
+        .compressor = &ef->c,
         .double_way = ef->double_way,
         .step = ef->step,
     };
+    terse__cmp_choice_apply(&ef->choice, &prm);
     terse_request_h req = NULL;
     terse_status_t st = terse_icompressed_allreduce(ef->comm, &prm, &req);
     if (st == TERSE_OK)

@@ -6,6 +6,7 @@
 
 #include "coll/coll.h"
 #include "core/alloc.h"
+#include "cmp_choice.h"
 
 #include <string.h>
 
@@ -20,6 +21,7 @@ typedef struct grad_entry {
 struct terse_grad_ef {
     terse_comm_h comm;
     terse_compressor_t compressor;
+    terse__cmp_choice_t choice;
     int error_feedback, double_way;
     grad_entry_t *table; /* open addressing, linear probing; cap a power of two */
     size_t cap, n;
@@ -99,13 +101,21 @@ static terse_status_t entry(terse_grad_ef_h ef, uint32_t id, size_t count, grad_
 terse_status_t terse_grad_ef_create(terse_comm_h comm, const terse_grad_ef_params_t *params,
                                     terse_grad_ef_h *ef_p)
 {
-    if (!comm || !params || !ef_p || terse_compressor_validate(&params->compressor) != TERSE_OK)
+    terse__cmp_choice_t choice;
+    if (!comm || !params || !ef_p || !params->compressor ||
+        terse_compressor_validate(params->compressor) != TERSE_OK ||
+        terse__cmp_choice_make(params->field_mask, TERSE_GRAD_EF_FIELD_ALGO,
+                               TERSE_GRAD_EF_FIELD_HIERARCHY,
+                               TERSE_CHOSEN(params, TERSE_GRAD_EF_FIELD_ALGO, algo),
+                               TERSE_CHOSEN(params, TERSE_GRAD_EF_FIELD_HIERARCHY, hierarchy),
+                               &choice) != 0)
         return TERSE_ERR_INVALID_ARG;
     terse_grad_ef_h ef = terse__calloc(1, sizeof(*ef), "gradient error feedback");
     if (!ef)
         return TERSE_ERR_NO_MEMORY;
     ef->comm = comm;
-    ef->compressor = params->compressor;
+    ef->compressor = *params->compressor;
+    ef->choice = choice;
     ef->error_feedback = params->error_feedback != 0;
     ef->double_way = (params->field_mask & TERSE_GRAD_EF_FIELD_DOUBLE_WAY) && params->double_way;
     *ef_p = ef;
@@ -165,10 +175,11 @@ terse_status_t terse_grad_ef_ireduce(terse_grad_ef_h ef, size_t nparams, const u
             .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
             .tensors = t,
             .ntensors = nparams,
-            .compressor = ef->compressor,
+            .compressor = &ef->compressor,
             .double_way = ef->double_way,
             .step = ef->calls,
         };
+        terse__cmp_choice_apply(&ef->choice, &p);
         st = terse_icompressed_allreduce(ef->comm, &p, req_p); /* copies the tensor list */
         ef->calls++;
     }

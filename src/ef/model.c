@@ -137,12 +137,20 @@ terse_status_t terse_model_create(terse_comm_h comm, const terse_model_params_t 
         (unsigned)prm->mode > TERSE_EF_MODE_SAEF ||
         terse_compressor_validate(prm->compressor) != TERSE_OK)
         return TERSE_ERR_INVALID_ARG;
+    terse__cmp_choice_t choice;
+    if (terse__cmp_choice_make(prm->field_mask, TERSE_MODEL_FIELD_ALGO,
+                               TERSE_MODEL_FIELD_HIERARCHY,
+                               TERSE_CHOSEN(prm, TERSE_MODEL_FIELD_ALGO, algo),
+                               TERSE_CHOSEN(prm, TERSE_MODEL_FIELD_HIERARCHY, hierarchy),
+                               &choice) != 0)
+        return TERSE_ERR_INVALID_ARG;
     terse_model_h m = terse__calloc(1, sizeof(*m), "model step state");
     if (!m)
         return TERSE_ERR_NO_MEMORY;
     m->comm = comm;
     m->mode = prm->mode;
     m->c = *prm->compressor;
+    m->choice = choice;
     m->period = (prm->field_mask & TERSE_MODEL_FIELD_PERIOD) ? prm->period : 0;
     m->double_way = (prm->field_mask & TERSE_MODEL_FIELD_DOUBLE_WAY) && prm->double_way;
     m->nt = prm->ntensors;
@@ -227,10 +235,11 @@ static terse_status_t post_bucket(terse_model_h m, size_t b, void *const *params
         .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
         .tensors = m->ct + lo,
         .ntensors = hi - lo,
-        .compressor = m->c,
+        .compressor = &m->c,
         .double_way = m->double_way,
         .step = m->step,
     };
+    terse__cmp_choice_apply(&m->choice, &prm);
     m->post_st[b] = terse_icompressed_allreduce(m->comm, &prm, &m->reqs[b]);
     m->posted = b + 1;
     return m->post_st[b];

@@ -4,12 +4,14 @@
 
 #include <terse/model.h>
 
+#include "cmp_choice.h"
 #include "model_kernels.h"
 
 struct terse_model {
     terse_comm_h comm;
     terse_ef_mode_t mode;
     terse_compressor_t c;
+    terse__cmp_choice_t choice;
     char spec[128]; /* canonical compressor spec, for checkpoints */
     uint64_t period;
     int double_way;

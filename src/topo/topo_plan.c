@@ -425,6 +425,73 @@ out:
     hwloc_bitmap_free(list);
 }
 
+/* The rail of this rank in every mode (which NIC a rank drives matters even when unbound):
+ * the candidates (rails of the best kind near the allowed cpus, else all of that kind) in
+ * @cand, their count in *ncand_p and this rank's index among them in *mine_p. */
+static void choose_rail(const terse__topo_t *t, const terse__topo_request_t *req, const char *bind,
+                        rail_t *rails, size_t *cand, rail_scan_t *scan, terse__topo_plan_t *plan,
+                        size_t *ncand_p, size_t *mine_p)
+{
+    resolve_rails(t, req, rails, scan);
+    size_t nrails = scan->nrails, ncand = 0, nclass = 0;
+    int any_rdma = 0;
+    for (size_t i = 0; i < nrails; i++)
+        any_rdma |= rails[i].nic.rdma;
+    /* Rails of the best kind: RDMA devices when the host has any, otherwise every rail. */
+    for (size_t i = 0; i < nrails; i++) {
+        if (any_rdma && !rails[i].nic.rdma)
+            continue;
+        nclass++;
+        if (hwloc_bitmap_intersects(rails[i].nic.cpuset, plan->allowed))
+            cand[ncand++] = i;
+    }
+    if (ncand == 0) { /* bound away from every NIC: still spread over them */
+        for (size_t i = 0; i < nrails; i++) {
+            if (!any_rdma || rails[i].nic.rdma)
+                cand[ncand++] = i;
+        }
+    }
+    size_t mine = 0;
+    if (ncand > 0) {
+        interleave_groups(rails, cand, ncand, cand + ncand);
+        mine = (size_t)req->local_rank % ncand;
+        const rail_t *r = &rails[cand[mine]];
+        plan->nic_index = (int)r->name_index;
+        plan->num_rails = (int)ncand;
+        snprintf(plan->nic, sizeof(plan->nic), "%s", req->nics[r->name_index]);
+        snprintf(plan->osdev, sizeof(plan->osdev), "%s", r->nic.osdev);
+        /* Only a choice among rails needs enforcing; TERSE_BIND=none turns placement off. */
+        if (nclass >= 2 && strcmp(bind, "none") != 0)
+            rail_devices(req, scan, cand[mine], plan->ucx_net_devices,
+                         sizeof(plan->ucx_net_devices));
+    }
+    *ncand_p = ncand;
+    *mine_p = mine;
+}
+
+/* bind auto without a rail to follow: why, said once per host where nothing is wrong. */
+static void plan_unplaced(const terse__topo_t *t, const terse__topo_request_t *req,
+                          const rail_scan_t *scan, terse__topo_plan_t *plan)
+{
+    if (req->num_nics == 0) {
+        terse_log_info("no network device given; threads and buffers stay unbound");
+        snprintf(plan->reason, sizeof(plan->reason), "no network device found");
+    } else if (scan->nmissing == 0) {
+        /* Only virtual devices (network namespaces, emulated clusters): nothing is
+         * wrong, there is just no locality to follow. One line per host. */
+        if (req->local_rank == 0)
+            terse_log_info("network devices are virtual (no hardware device behind "
+                           "them); threads and buffers stay unbound");
+        snprintf(plan->reason, sizeof(plan->reason), "virtual network devices only");
+    } else {
+        if (req->nics_from_user || req->local_rank == 0)
+            terse_log_warn("none of the %zu network devices given was found in the "
+                           "topology of %s; threads and buffers stay unbound",
+                           req->num_nics, t->source);
+        snprintf(plan->reason, sizeof(plan->reason), "no network device found");
+    }
+}
+
 terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_request_t *req,
                                 terse__topo_plan_t *plan_p)
 {
@@ -432,6 +499,7 @@ terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_reques
     rail_t *rails = NULL;
     size_t *cand = NULL;
     rail_scan_t scan = {0};
+    size_t ncand = 0, mine = 0;
 
     if (!req || !plan_p || req->local_size < 1 || req->local_rank < 0 ||
         req->local_rank >= req->local_size || (req->num_nics && !req->nics)) {
@@ -469,61 +537,13 @@ terse_status_t terse__topo_plan(const terse__topo_t *t, const terse__topo_reques
     scan.name_rail = terse__calloc(req->num_nics + 1, sizeof(size_t), "topology rail names");
     if (!rails || !cand || !scan.name_rail)
         goto err_nomem;
-    resolve_rails(t, req, rails, &scan);
-    size_t nrails = scan.nrails, ncand = 0, nclass = 0;
-    int any_rdma = 0;
-    for (size_t i = 0; i < nrails; i++)
-        any_rdma |= rails[i].nic.rdma;
-    /* Rails of the best kind: RDMA devices when the host has any, otherwise every rail. */
-    for (size_t i = 0; i < nrails; i++) {
-        if (any_rdma && !rails[i].nic.rdma)
-            continue;
-        nclass++;
-        if (hwloc_bitmap_intersects(rails[i].nic.cpuset, plan.allowed))
-            cand[ncand++] = i;
-    }
-    if (ncand == 0) { /* bound away from every NIC: still spread over them */
-        for (size_t i = 0; i < nrails; i++) {
-            if (!any_rdma || rails[i].nic.rdma)
-                cand[ncand++] = i;
-        }
-    }
-    size_t mine = 0;
-    if (ncand > 0) {
-        interleave_groups(rails, cand, ncand, cand + ncand);
-        mine = (size_t)req->local_rank % ncand;
-        const rail_t *r = &rails[cand[mine]];
-        plan.nic_index = (int)r->name_index;
-        plan.num_rails = (int)ncand;
-        snprintf(plan.nic, sizeof(plan.nic), "%s", req->nics[r->name_index]);
-        snprintf(plan.osdev, sizeof(plan.osdev), "%s", r->nic.osdev);
-        /* Only a choice among rails needs enforcing; TERSE_BIND=none turns placement off. */
-        if (nclass >= 2 && strcmp(bind, "none") != 0)
-            rail_devices(req, &scan, cand[mine], plan.ucx_net_devices,
-                         sizeof(plan.ucx_net_devices));
-    }
+    choose_rail(t, req, bind, rails, cand, &scan, &plan, &ncand, &mine);
 
     if (!strcmp(bind, "none")) {
         snprintf(plan.reason, sizeof(plan.reason), "TERSE_BIND=none");
     } else if (!strcmp(bind, "auto")) {
         if (ncand == 0) {
-            if (req->num_nics == 0) {
-                terse_log_info("no network device given; threads and buffers stay unbound");
-                snprintf(plan.reason, sizeof(plan.reason), "no network device found");
-            } else if (scan.nmissing == 0) {
-                /* Only virtual devices (network namespaces, emulated clusters): nothing is
-                 * wrong, there is just no locality to follow. One line per host. */
-                if (req->local_rank == 0)
-                    terse_log_info("network devices are virtual (no hardware device behind "
-                                   "them); threads and buffers stay unbound");
-                snprintf(plan.reason, sizeof(plan.reason), "virtual network devices only");
-            } else {
-                if (req->nics_from_user || req->local_rank == 0)
-                    terse_log_warn("none of the %zu network devices given was found in the "
-                                   "topology of %s; threads and buffers stay unbound",
-                                   req->num_nics, t->source);
-                snprintf(plan.reason, sizeof(plan.reason), "no network device found");
-            }
+            plan_unplaced(t, req, &scan, &plan);
         } else {
             plan_auto(t, req, rails, cand, ncand, mine, &plan);
         }

@@ -51,7 +51,9 @@ static inline terse_status_t run(terse_comm_h comm, const char *spec, int dw, bu
                                                  TERSE_CALLREDUCE_FIELD_STEP,
                                    .tensors = t, .ntensors = (size_t)(hi - lo), .double_way = dw,
                                    .step = step};
-    if (terse_compressor_parse(spec, &p.compressor) != TERSE_OK)
+    terse_compressor_t c;
+    p.compressor = &c;
+    if (terse_compressor_parse(spec, &c) != TERSE_OK)
         return TERSE_ERR_INVALID_ARG;
     for (int j = lo; j < hi; j++)
         t[j - lo] = (terse_ctensor_t){.id = ids[j], .count = sizes[j], .in = b->in[j],

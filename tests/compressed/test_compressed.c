@@ -34,10 +34,22 @@ static void fill(bufs_t *b, int rank, int seed)
     }
 }
 
-static void set_algo(const char *name)
+/* A communicator takes TERSE_COMPRESSED_ALGO when it is made (its settings snapshot): this
+ * test switches the default of one it already has, through the internal settings, and sets
+ * the variable too for the communicators made later. */
+static void comm_use_algo(terse_comm_h comm, const char *name)
 {
     setenv("TERSE_COMPRESSED_ALGO", name, 1);
     terse__config_reload();
+    if (terse_compressed_algo_parse(name, &comm->settings.compressed_algo) != TERSE_OK)
+        abort();
+}
+
+static terse_comm_h algo_comm; /* main's communicator, whose default set_algo switches */
+
+static void set_algo(const char *name)
+{
+    comm_use_algo(algo_comm, name);
 }
 
 static int same(const bufs_t *a, const bufs_t *b)
@@ -404,7 +416,9 @@ static void ef_case_open(terse_comm_h comm, ef_case_t *e, const char *spec)
                              .mode = TERSE_EF_MODE_SAEF, .ntensors = NT, .ids = ids,
                              .counts = cnt, .period = 3, .double_way = 1};
     memset(e, 0, sizeof(*e));
-    CHECK(terse_compressor_parse(spec, &prm.compressor) == TERSE_OK, "parse %s", spec);
+    terse_compressor_t c;
+    prm.compressor = &c;
+    CHECK(terse_compressor_parse(spec, &c) == TERSE_OK, "parse %s", spec);
     CHECK(terse_ef_create(comm, &prm, &e->ef) == TERSE_OK && terse_ef_create(comm, &prm, &e->twin) == TERSE_OK,
           "ef create");
     alloc_bufs(&e->b);
@@ -563,7 +577,9 @@ static terse_status_t single_run(terse_comm_h comm, const char *spec, const char
         terse_callreduce_params_t p = {
             .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
             .tensors = &t, .ntensors = 1, .double_way = 1, .step = (uint64_t)step};
-        CHECK(terse_compressor_parse(spec, &p.compressor) == TERSE_OK, "%s", spec);
+        terse_compressor_t c;
+        p.compressor = &c;
+        CHECK(terse_compressor_parse(spec, &c) == TERSE_OK, "%s", spec);
         terse_request_h req = NULL;
         st = terse_icompressed_allreduce(comm, &p, &req);
         if (st == TERSE_OK)
@@ -649,6 +665,7 @@ static void test_single(terse_comm_h comm)
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
+    algo_comm = comm;
     const char *what = argc > 1 ? argv[1] : "algos";
     if (!strcmp(what, "algos"))
         test_algos(comm);

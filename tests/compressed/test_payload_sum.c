@@ -173,6 +173,17 @@ static void set_env(const char *name, const char *value)
     terse__config_reload();
 }
 
+/* A communicator takes TERSE_COMPRESSED_ALGO when it is made (its settings snapshot): this
+ * test switches the default of one it already has, through the internal settings, and sets
+ * the variable too for the communicators made later. */
+static void comm_use_algo(terse_comm_h comm, const char *name)
+{
+    setenv("TERSE_COMPRESSED_ALGO", name, 1);
+    terse__config_reload();
+    if (terse_compressed_algo_parse(name, &comm->settings.compressed_algo) != TERSE_OK)
+        abort();
+}
+
 /* Arms the fault injection for this communicator's next call (NULL disarms); every rank sets
  * the same variable. @what: "KIND:FIELDS" without rank and seq. */
 static void inject_next(terse_comm_h comm, int rank, const char *what)
@@ -244,7 +255,7 @@ static void test_compressed(terse_comm_h comm)
         bufs_t ref, b;
         alloc_bufs(&ref);
         alloc_bufs(&b);
-        set_env("TERSE_COMPRESSED_ALGO", k->algo);
+        comm_use_algo(comm, k->algo);
 
         /* the right answer */
         fill(&ref, test_rank);
@@ -283,7 +294,7 @@ static void test_compressed(terse_comm_h comm)
         free_bufs(&ref);
         free_bufs(&b);
     }
-    set_env("TERSE_COMPRESSED_ALGO", NULL);
+    comm_use_algo(comm, "auto");
 }
 
 /* TERSE_CHECKSUM=all covers the plain collectives: a dense allreduce (recursive doubling for

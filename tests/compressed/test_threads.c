@@ -5,6 +5,7 @@
  * see the same inputs; the test fails if the 3-thread run never split any work. */
 #include "../mpi/test_util.h"
 
+#include "coll/comm.h"
 #include "core/config.h"
 #include "core/pool.h"
 #include "compress/compress.h"
@@ -74,7 +75,9 @@ static void two_steps(terse_comm_h comm, const char *spec, int dw, int nan, res_
                                                      TERSE_CALLREDUCE_FIELD_STEP,
                                        .tensors = t, .ntensors = NTT, .double_way = dw,
                                        .step = step};
-        CHECK(terse_compressor_parse(spec, &p.compressor) == TERSE_OK, "spec %s", spec);
+        terse_compressor_t c;
+        p.compressor = &c;
+        CHECK(terse_compressor_parse(spec, &c) == TERSE_OK, "spec %s", spec);
         for (int j = 0; j < NTT; j++) {
             if (step == 1) /* EF: Delta = e + new input (the model-difference form) */
                 for (size_t i = 0; i < tsz[j]; i++)
@@ -134,15 +137,19 @@ static void set_threads(int n)
     CHECK(terse__pool_size() == n, "pool of %d threads has %d", n, terse__pool_size());
 }
 
+static terse_comm_h algo_comm;
+
+/* A communicator snapshots TERSE_COMPRESSED_ALGO when it is made: switch this one's default. */
 static void set_algo(const char *name)
 {
-    setenv("TERSE_COMPRESSED_ALGO", name, 1);
-    terse__config_reload();
+    if (terse_compressed_algo_parse(name, &algo_comm->settings.compressed_algo) != TERSE_OK)
+        abort();
 }
 
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
+    algo_comm = comm;
     int want = terse__config()->threads;
     CHECK(want <= 0 || terse__pool_size() == want, "TERSE_THREADS=%d gave a pool of %d", want,
           terse__pool_size());

@@ -58,7 +58,9 @@ int main(int argc, char **argv)
                            .period = strtoull(argv[2], NULL, 10), .double_way = atoi(argv[3])};
     p.mode = !strcmp(argv[1], "saef") ? TERSE_EF_MODE_SAEF
              : !strcmp(argv[1], "ef") ? TERSE_EF_MODE_EF : TERSE_EF_MODE_NONE;
-    CHECK(terse_compressor_parse(argv[4], &p.compressor) == TERSE_OK, "spec %s", argv[4]);
+    terse_compressor_t c;
+    p.compressor = &c;
+    CHECK(terse_compressor_parse(argv[4], &c) == TERSE_OK, "spec %s", argv[4]);
     int T = atoi(argv[5]);
     make_data(test_rank);
     terse_ef_h ef = NULL, ef2 = NULL;

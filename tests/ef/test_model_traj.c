@@ -223,7 +223,7 @@ int main(int argc, char **argv)
     float ex[NP], em[NP];
     if (dt == TERSE_DTYPE_FLOAT32) {
         terse_ef_params_t ep = {.field_mask = TERSE_EF_FIELD_PERIOD | TERSE_EF_FIELD_DOUBLE_WAY,
-                                .mode = mp.mode, .compressor = c, .ntensors = 2, .ids = ids,
+                                .mode = mp.mode, .compressor = &c, .ntensors = 2, .ids = ids,
                                 .counts = counts, .period = mp.period,
                                 .double_way = mp.double_way};
         CHECK(terse_ef_create(comm, &ep, &ef) == TERSE_OK, "ef create");

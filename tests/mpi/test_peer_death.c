@@ -158,7 +158,7 @@ static terse_status_t compressed(terse_comm_h comm, const terse_compressor_t *c,
                                  .worker_error = b->werr[j], .server_error = b->serr[j]};
     terse_callreduce_params_t p = {.field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY |
                                                  TERSE_CALLREDUCE_FIELD_STEP,
-                                   .compressor = *c, .tensors = t, .ntensors = NT,
+                                   .compressor = c, .tensors = t, .ntensors = NT,
                                    .double_way = 1, .step = 1};
     return terse_compressed_allreduce(comm, &p);
 }
@@ -199,7 +199,7 @@ static terse_ef_h make_ef(terse_comm_h comm, const terse_compressor_t *c)
     static const uint32_t ids[NT] = {1, 2};
     static const size_t counts[NT] = {N, N};
     terse_ef_params_t p = {.field_mask = TERSE_EF_FIELD_DOUBLE_WAY, .mode = TERSE_EF_MODE_SAEF,
-                           .compressor = *c, .ntensors = NT, .ids = ids, .counts = counts,
+                           .compressor = c, .ntensors = NT, .ids = ids, .counts = counts,
                            .double_way = 1};
     terse_ef_h ef = NULL;
     CHECK(terse_ef_create(comm, &p, &ef) == TERSE_OK, "ef create");

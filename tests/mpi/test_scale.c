@@ -7,6 +7,7 @@
 
 #include "../compressed/cbufs.h"
 
+#include "coll/comm.h" /* settings: the default algorithm this test switches */
 #include "core/config.h"
 
 static const char *const algos[] = {"sparse_allgather", "sparse_rs_ag", "sign_allgather",
@@ -17,6 +18,17 @@ static void set_env(const char *name, const char *value)
 {
     setenv(name, value, 1);
     terse__config_reload();
+}
+
+/* A communicator takes TERSE_COMPRESSED_ALGO when it is made (its settings snapshot): this
+ * test switches the default of one it already has, through the internal settings, and sets
+ * the variable too for the communicators made later. */
+static void comm_use_algo(terse_comm_h comm, const char *name)
+{
+    setenv("TERSE_COMPRESSED_ALGO", name, 1);
+    terse__config_reload();
+    if (terse_compressed_algo_parse(name, &comm->settings.compressed_algo) != TERSE_OK)
+        abort();
 }
 
 static void fill(bufs_t *b, int seed)
@@ -50,7 +62,7 @@ static void one_config(terse_comm_h comm, const char *spec, int dw)
     alloc_bufs(&cur);
     for (int a = 0; a < NALGO; a++) {
         bufs_t *b = a == 0 ? &ref : &cur;
-        set_env("TERSE_COMPRESSED_ALGO", algos[a]);
+        comm_use_algo(comm, algos[a]);
         fill(b, 0);
         const char *name = "";
         for (uint64_t step = 0; step < 2; step++) {
@@ -86,7 +98,7 @@ static void test_compressed(terse_comm_h comm)
             for (int dw = 0; dw < 2; dw++)
                 one_config(comm, specs[s], dw);
     }
-    set_env("TERSE_COMPRESSED_ALGO", "auto");
+    comm_use_algo(comm, "auto");
 }
 
 static void test_alltoall(terse_comm_h comm)

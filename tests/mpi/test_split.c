@@ -66,8 +66,9 @@ static void check_child(terse_comm_h c, const int *members, int n, int me, const
     float x[16] = {0}, y[16], e[16];
     x[me % 16] = 1.0f;
     terse_ctensor_t t = {.id = 7, .count = 16, .in = x, .out = y, .worker_error = e};
-    terse_callreduce_params_t prm = {.tensors = &t, .ntensors = 1};
-    CHECK(terse_compressor_parse("topk:0.0625", &prm.compressor) == TERSE_OK, "parse");
+    terse_compressor_t cmp;
+    terse_callreduce_params_t prm = {.tensors = &t, .ntensors = 1, .compressor = &cmp};
+    CHECK(terse_compressor_parse("topk:0.0625", &cmp) == TERSE_OK, "parse");
     st = terse_compressed_allreduce(c, &prm);
     CHECK(st == TERSE_OK && y[0] == 1.0f / (float)n, "%s: compressed allreduce %s %g", what,
           terse_comm_last_error(c), y[0]);

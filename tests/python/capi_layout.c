@@ -22,6 +22,8 @@ int main(void)
     FIELD(terse_comm_params_t, progress_thread);
     FIELD(terse_comm_params_t, host_id);
     FIELD(terse_comm_params_t, timeout);
+    FIELD(terse_comm_params_t, compressed_algo);
+    FIELD(terse_comm_params_t, hierarchy);
 
     STRUCT(terse_compressor_t);
     FIELD(terse_compressor_t, field_mask);
@@ -47,6 +49,8 @@ int main(void)
     FIELD(terse_callreduce_params_t, compressor);
     FIELD(terse_callreduce_params_t, double_way);
     FIELD(terse_callreduce_params_t, step);
+    FIELD(terse_callreduce_params_t, algo);
+    FIELD(terse_callreduce_params_t, hierarchy);
 
     STRUCT(terse_ef_params_t);
     FIELD(terse_ef_params_t, field_mask);
@@ -57,6 +61,8 @@ int main(void)
     FIELD(terse_ef_params_t, counts);
     FIELD(terse_ef_params_t, period);
     FIELD(terse_ef_params_t, double_way);
+    FIELD(terse_ef_params_t, algo);
+    FIELD(terse_ef_params_t, hierarchy);
 
     STRUCT(terse_model_tensor_t);
     FIELD(terse_model_tensor_t, id);
@@ -73,5 +79,7 @@ int main(void)
     FIELD(terse_model_params_t, double_way);
     FIELD(terse_model_params_t, nbuckets);
     FIELD(terse_model_params_t, bucket_end);
+    FIELD(terse_model_params_t, algo);
+    FIELD(terse_model_params_t, hierarchy);
     return 0;
 }

@@ -18,7 +18,8 @@ import sys
 # an enumerator ending in _LAST is a bound, not a value, and is not mirrored.
 GROUPS = ("TERSE_DTYPE_", "TERSE_OP_", "TERSE_OK", "TERSE_INPROGRESS", "TERSE_ERR_",
           "TERSE_COMM_PARAM_FIELD_", "TERSE_COMPRESSOR_", "TERSE_CALLREDUCE_FIELD_",
-          "TERSE_EF_MODE_", "TERSE_EF_FIELD_", "TERSE_MODEL_FIELD_", "TERSE_UNDEFINED")
+          "TERSE_EF_MODE_", "TERSE_EF_FIELD_", "TERSE_MODEL_FIELD_", "TERSE_UNDEFINED",
+          "TERSE_COMPRESSED_ALGO_", "TERSE_HIERARCHY_")
 
 # ctypes class -> C typedef; ctypes member names differ from C only where C's is a keyword.
 STRUCTS = {"Oob": "terse_oob_t", "CommParams": "terse_comm_params_t",

@@ -109,7 +109,9 @@ int main(int argc, char **argv)
                             .counts = &count,
                             .period = 1,
                             .double_way = 1};
-    CHECK(terse_compressor_parse("topk:0.01", &ep.compressor) == TERSE_OK);
+    terse_compressor_t c;
+    ep.compressor = &c;
+    CHECK(terse_compressor_parse("topk:0.01", &c) == TERSE_OK);
     terse_ef_h ef = NULL;
     CHECK(terse_ef_create(comm, &ep, &ef) == TERSE_OK);
     const float *ek = terse_ef_worker_error(ef, 0), *es = terse_ef_server_error(ef, 0);

@@ -86,7 +86,7 @@ def broadcast(a, root=0):
 
 
 def compressed_allreduce(a, compressor, tensor_id=0, step=0, error=None, server_error=None,
-                         out=None, double_way=None):
+                         out=None, double_way=None, algorithm=None, hierarchy=None):
     """Comm.compressed_allreduce on the default communicator."""
     return comm().compressed_allreduce(a, compressor, tensor_id, step, error, server_error, out,
-                                       double_way)
+                                       double_way, algorithm, hierarchy)

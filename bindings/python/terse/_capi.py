@@ -29,12 +29,18 @@ OK, INPROGRESS = 0, 1
 ERR_INVALID_ARG, ERR_NO_MEMORY, ERR_TRANSPORT, ERR_TIMEOUT = -1, -2, -3, -4
 ERR_MISMATCH, ERR_PEER_FAILED, ERR_NONFINITE, ERR_CORRUPT = -5, -6, -7, -8
 ERR_NOT_SUPPORTED, ERR_BOOTSTRAP, ERR_IO, ERR_BUSY, ERR_INTERNAL = -9, -10, -11, -12, -13
+# enum terse_compressed_algo, enum terse_hierarchy (include/terse/types.h)
+COMPRESSED_ALGO_AUTO, COMPRESSED_ALGO_SPARSE_ALLGATHER, COMPRESSED_ALGO_SPARSE_RS_AG = 0, 1, 2
+COMPRESSED_ALGO_SIGN_ALLGATHER, COMPRESSED_ALGO_SIGN_A2A_AG, COMPRESSED_ALGO_DENSE = 3, 4, 5
+HIERARCHY_NONE, HIERARCHY_NODE = 0, 1
 UNDEFINED = -1  # TERSE_UNDEFINED: terse_comm_split color of a rank that joins no communicator
 # terse_comm_params field_mask bits (include/terse/comm.h)
 COMM_PARAM_FIELD_OOB = 1 << 0
 COMM_PARAM_FIELD_PROGRESS_THREAD = 1 << 1
 COMM_PARAM_FIELD_HOST_ID = 1 << 2
 COMM_PARAM_FIELD_TIMEOUT = 1 << 3
+COMM_PARAM_FIELD_COMPRESSED_ALGO = 1 << 4
+COMM_PARAM_FIELD_HIERARCHY = 1 << 5
 # enum terse_compressor_kind and field_mask bits (include/terse/compress.h)
 COMPRESSOR_NONE, COMPRESSOR_TOPK, COMPRESSOR_SIGN, COMPRESSOR_RANDK = 0, 1, 2, 3
 COMPRESSOR_INDUCED, COMPRESSOR_FP16, COMPRESSOR_BF16 = 4, 5, 6
@@ -44,14 +50,20 @@ COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH = 1 << 2
 # terse_callreduce_params field_mask bits (include/terse/compressed.h)
 CALLREDUCE_FIELD_DOUBLE_WAY = 1 << 0
 CALLREDUCE_FIELD_STEP = 1 << 1
+CALLREDUCE_FIELD_ALGO = 1 << 2
+CALLREDUCE_FIELD_HIERARCHY = 1 << 3
 # enum terse_ef_mode and terse_ef_params field_mask bits (include/terse/ef.h)
 EF_MODE_NONE, EF_MODE_EF, EF_MODE_SAEF = 0, 1, 2
 EF_FIELD_PERIOD = 1 << 0
 EF_FIELD_DOUBLE_WAY = 1 << 1
+EF_FIELD_ALGO = 1 << 2
+EF_FIELD_HIERARCHY = 1 << 3
 # terse_model_params field_mask bits (include/terse/model.h)
 MODEL_FIELD_PERIOD = 1 << 0
 MODEL_FIELD_DOUBLE_WAY = 1 << 1
 MODEL_FIELD_BUCKETS = 1 << 2
+MODEL_FIELD_ALGO = 1 << 3
+MODEL_FIELD_HIERARCHY = 1 << 4
 
 OOB_ALLGATHER_FUNC = ctypes.CFUNCTYPE(c_status, ctypes.c_void_p, ctypes.c_void_p,
                                       ctypes.c_size_t, ctypes.c_void_p)
@@ -64,7 +76,8 @@ class Oob(ctypes.Structure):
 
 class CommParams(ctypes.Structure):
     _fields_ = [("field_mask", ctypes.c_uint64), ("oob", Oob), ("progress_thread", ctypes.c_int),
-                ("host_id", ctypes.c_char_p), ("timeout", ctypes.c_double)]
+                ("host_id", ctypes.c_char_p), ("timeout", ctypes.c_double),
+                ("compressed_algo", ctypes.c_int), ("hierarchy", ctypes.c_int)]
 
 
 class Compressor(ctypes.Structure):
@@ -84,17 +97,18 @@ class CTensor(ctypes.Structure):
 class CallreduceParams(ctypes.Structure):
     """terse_callreduce_params_t."""
     _fields_ = [("field_mask", ctypes.c_uint64), ("tensors", ctypes.POINTER(CTensor)),
-                ("ntensors", ctypes.c_size_t), ("compressor", Compressor),
-                ("double_way", ctypes.c_int), ("step", ctypes.c_uint64)]
+                ("ntensors", ctypes.c_size_t), ("compressor", ctypes.POINTER(Compressor)),
+                ("double_way", ctypes.c_int), ("step", ctypes.c_uint64),
+                ("algo", ctypes.c_int), ("hierarchy", ctypes.c_int)]
 
 
 class EfParams(ctypes.Structure):
     """terse_ef_params_t."""
     _fields_ = [("field_mask", ctypes.c_uint64), ("mode", ctypes.c_int),
-                ("compressor", Compressor), ("ntensors", ctypes.c_size_t),
+                ("compressor", ctypes.POINTER(Compressor)), ("ntensors", ctypes.c_size_t),
                 ("ids", ctypes.POINTER(ctypes.c_uint32)),
                 ("counts", ctypes.POINTER(ctypes.c_size_t)), ("period", ctypes.c_uint64),
-                ("double_way", ctypes.c_int)]
+                ("double_way", ctypes.c_int), ("algo", ctypes.c_int), ("hierarchy", ctypes.c_int)]
 
 
 class ModelTensor(ctypes.Structure):
@@ -108,7 +122,8 @@ class ModelParams(ctypes.Structure):
                 ("compressor", ctypes.POINTER(Compressor)), ("ntensors", ctypes.c_size_t),
                 ("tensors", ctypes.POINTER(ModelTensor)), ("period", ctypes.c_uint64),
                 ("double_way", ctypes.c_int), ("nbuckets", ctypes.c_size_t),
-                ("bucket_end", ctypes.POINTER(ctypes.c_size_t))]
+                ("bucket_end", ctypes.POINTER(ctypes.c_size_t)),
+                ("algo", ctypes.c_int), ("hierarchy", ctypes.c_int)]
 
 
 def _find_library():
@@ -179,6 +194,10 @@ _decl("terse_reduce_scatter", c_status, c_comm, _P, _P, _SZ, _I, _I)
 _decl("terse_reduce_scatter_v", c_status, c_comm, _P, _P, _PSZ, _I, _I)
 _decl("terse_reduce", c_status, c_comm, _P, _P, _SZ, _I, _I, _I)
 _decl("terse_compressor_parse", c_status, ctypes.c_char_p, ctypes.POINTER(Compressor))
+_decl("terse_compressed_algo_parse", c_status, ctypes.c_char_p, ctypes.POINTER(_I))
+_decl("terse_hierarchy_parse", c_status, ctypes.c_char_p, ctypes.POINTER(_I))
+_decl("terse_compressed_algo_name", ctypes.c_char_p, _I)
+_decl("terse_hierarchy_name", ctypes.c_char_p, _I)
 _decl("terse_compressor_format", c_status, ctypes.POINTER(Compressor), ctypes.c_char_p, _SZ)
 _decl("terse_compressor_validate", c_status, ctypes.POINTER(Compressor))
 _decl("terse_compress_max_bytes", _SZ, ctypes.POINTER(Compressor), _SZ)

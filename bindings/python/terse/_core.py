@@ -66,6 +66,29 @@ def op_code(op):
                          % (op,))
 
 
+def _word_code(parse, kind, word):
+    """The C enum value of an algorithm or hierarchy word, through the C parser (one list of
+    words: TERSE_COMPRESSED_ALGO's and TERSE_HIERARCHY's)."""
+    if not isinstance(word, str):
+        raise ValueError("%s must be a string, not %r" % (kind, word))
+    v = ctypes.c_int()
+    if parse(word.encode(), ctypes.byref(v)) != C.OK:
+        raise ValueError("unknown %s %r" % (kind, word))
+    return v.value
+
+
+def set_choice(prm, algorithm, hierarchy, algo_bit, hier_bit, algo_field="algo"):
+    """Sets the optional algorithm / hierarchy fields of a params struct (None: not chosen, the
+    communicator's, else the environment's)."""
+    if algorithm is not None:
+        setattr(prm, algo_field, _word_code(C.terse_compressed_algo_parse, "algorithm",
+                                            algorithm))
+        prm.field_mask |= algo_bit
+    if hierarchy is not None:
+        prm.hierarchy = _word_code(C.terse_hierarchy_parse, "hierarchy", hierarchy)
+        prm.field_mask |= hier_bit
+
+
 def _ptr(a):
     return ctypes.c_void_p(a.ctypes.data)
 
@@ -150,9 +173,13 @@ class Comm:
 
     ``Comm()`` bootstraps from mpirun (through mpi4py), from TERSE_RANK/TERSE_SIZE/
     TERSE_ROOT_ADDR, or as a single process; ``Comm(mpi_comm=...)`` over an mpi4py communicator.
+    ``algorithm`` (auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense) and
+    ``hierarchy`` (none|node) are the compressed allreduce's defaults on this communicator
+    (None: TERSE_COMPRESSED_ALGO / TERSE_HIERARCHY); a call or a state may choose its own.
     """
 
-    def __init__(self, mpi_comm=None, progress_thread=None, timeout=None):
+    def __init__(self, mpi_comm=None, progress_thread=None, timeout=None, algorithm=None,
+                 hierarchy=None):
         self._oob = _MpiOob(mpi_comm) if mpi_comm is not None else _default_oob()
         params = C.CommParams()
         if self._oob is not None:
@@ -164,6 +191,8 @@ class Comm:
         if timeout is not None:
             params.field_mask |= C.COMM_PARAM_FIELD_TIMEOUT
             params.timeout = float(timeout)
+        set_choice(params, algorithm, hierarchy, C.COMM_PARAM_FIELD_COMPRESSED_ALGO,
+                   C.COMM_PARAM_FIELD_HIERARCHY, algo_field="compressed_algo")
         self._h = None
         h = C.c_comm()
         check(C.terse_comm_create(ctypes.byref(params), ctypes.byref(h)), None,
@@ -339,7 +368,8 @@ class Comm:
 
     # -- compressed --
     def icompressed_allreduce(self, a, compressor, tensor_id=0, step=0, error=None,
-                              server_error=None, out=None, double_way=None):
+                              server_error=None, out=None, double_way=None, algorithm=None,
+                              hierarchy=None):
         """Nonblocking compressed allreduce (terse_icompressed_allreduce); returns a Request whose
         ``wait()`` gives what compressed_allreduce returns. Every array stays borrowed by the C
         library until the request completes (the Request keeps them alive)."""
@@ -380,9 +410,11 @@ class Comm:
         prm.field_mask = C.CALLREDUCE_FIELD_DOUBLE_WAY | C.CALLREDUCE_FIELD_STEP
         prm.tensors = tens
         prm.ntensors = nt
-        prm.compressor = compressor._c
+        prm.compressor = ctypes.pointer(compressor._c)
         prm.double_way = int(bool(double_way))
         prm.step = int(step)
+        set_choice(prm, algorithm, hierarchy, C.CALLREDUCE_FIELD_ALGO,
+                   C.CALLREDUCE_FIELD_HIERARCHY)
         req = C.c_req()
         what = "compressed allreduce (%s, %d tensor%s)" % (compressor.spec, nt,
                                                           "" if nt == 1 else "s")
@@ -391,7 +423,8 @@ class Comm:
         return Request(self, req, results[0] if single else results, keep, what)
 
     def compressed_allreduce(self, a, compressor, tensor_id=0, step=0, error=None,
-                             server_error=None, out=None, double_way=None):
+                             server_error=None, out=None, double_way=None, algorithm=None,
+                             hierarchy=None):
         """The C compressed allreduce: average of C(a_k + e_k) over ranks (float32),
         identical on every rank (see include/terse/compressed.h).
 
@@ -404,9 +437,11 @@ class Comm:
         defaults to ``server_error is not None``. Outputs and errors are written only if the
         whole collective succeeded, on every rank; otherwise TerseError is raised on every rank.
         ``last_bytes_sent`` then holds the bytes this rank sent (terse_request_bytes_sent).
+        ``algorithm`` / ``hierarchy``: this call's choice (None: the communicator's); part of
+        the call's signature, so ranks that choose differently all get ERR_MISMATCH.
         """
         return self.icompressed_allreduce(a, compressor, tensor_id, step, error, server_error,
-                                          out, double_way).wait()
+                                          out, double_way, algorithm, hierarchy).wait()
 
     def average_(self, a):
         """In-place average over ranks (float arrays), e.g. SAEF's periodic error averaging."""
@@ -642,11 +677,12 @@ class ErrorFeedback:
     compressed on its own (tensor ids: ``ids``, else crc32 of ``names``, else 0..n-1).
     ``save()`` returns the whole state as bytes; ``restore(b)`` loads it into a state created
     with the same parameters. On any error the state is unchanged and TerseError is raised (on
-    every rank for the collective calls).
+    every rank for the collective calls). ``algorithm`` / ``hierarchy``: the exchanges'
+    choice (None: the communicator's).
     """
 
     def __init__(self, shapes, compressor, mode="ef", period=None, double_way=False, ids=None,
-                 names=None, comm=None):
+                 names=None, comm=None, algorithm=None, hierarchy=None):
         if mode not in _EF_MODES:
             raise ValueError("error feedback mode must be None, 'none', 'ef' or 'saef', not %r"
                              % (mode,))
@@ -673,7 +709,7 @@ class ErrorFeedback:
         prm = C.EfParams()
         prm.field_mask = C.EF_FIELD_PERIOD | C.EF_FIELD_DOUBLE_WAY
         prm.mode = _EF_MODES[mode]
-        prm.compressor = self.compressor._c
+        prm.compressor = ctypes.pointer(self.compressor._c)
         prm.ntensors = nt
         self._ids_c = (ctypes.c_uint32 * max(nt, 1))(*self.ids)
         self._counts_c = (ctypes.c_size_t * max(nt, 1))(*self.counts)
@@ -681,6 +717,8 @@ class ErrorFeedback:
         prm.counts = self._counts_c
         prm.period = self.period
         prm.double_way = int(self.double_way)
+        set_choice(prm, algorithm, hierarchy, C.EF_FIELD_ALGO, C.EF_FIELD_HIERARCHY)
+        self.algorithm, self.hierarchy = algorithm, hierarchy
         h = C.c_ef()
         st = C.terse_ef_create(comm.handle, ctypes.byref(prm), ctypes.byref(h))
         if st != C.OK:

@@ -62,7 +62,9 @@ BarrierSig = namedtuple("BarrierSig", "kind")
 JoinSig = namedtuple("JoinSig", "kind")
 # What a compressed allreduce op needs beyond its arrays (local: never sent). error and
 # server_error: float32 arrays e_k and e_s, or None.
-CallreduceCtx = namedtuple("CallreduceCtx", "compressor tid step double_way error server_error")
+# algorithm / hierarchy: the call's choice (None: the communicator's), fused only with equals
+CallreduceCtx = namedtuple("CallreduceCtx", "compressor tid step double_way error server_error "
+                           "algorithm hierarchy", defaults=(None, None))
 
 
 class _Op:
@@ -319,7 +321,8 @@ class Engine:
                     fuse.setdefault((op.code, op.sig.op), []).append(op)
                 elif op.kind == "callreduce":
                     c = op.ctx
-                    cfuse.setdefault((c.compressor.spec, c.step, c.double_way), []).append(op)
+                    cfuse.setdefault((c.compressor.spec, c.step, c.double_way, c.algorithm,
+                                      c.hierarchy), []).append(op)
                 else:
                     self._run_one(op)
             except TerseError as e:
@@ -429,7 +432,8 @@ class Engine:
                 [op.array for op in group], c.compressor, [op.ctx.tid for op in group], c.step,
                 error=[op.ctx.error for op in group],
                 server_error=[op.ctx.server_error for op in group],
-                out=[op.out for op in group], double_way=c.double_way)
+                out=[op.out for op in group], double_way=c.double_way, algorithm=c.algorithm,
+                hierarchy=c.hierarchy)
         except TerseError as e:
             for op in group:
                 op.fail(e)

@@ -17,7 +17,7 @@ import ctypes
 import numpy as np
 
 from . import _capi as C
-from ._core import Compressor, TerseError, check
+from ._core import Compressor, TerseError, check, set_choice
 
 _MODES = {None: C.EF_MODE_NONE, "none": C.EF_MODE_NONE, "ef": C.EF_MODE_EF,
           "saef": C.EF_MODE_SAEF}
@@ -31,7 +31,7 @@ class Model:
     """The C training-step state of one model; see the module docstring."""
 
     def __init__(self, tensors, compressor, mode="ef", period=None, double_way=False,
-                 buckets=None, comm=None):
+                 buckets=None, comm=None, algorithm=None, hierarchy=None):
         if mode not in _MODES:
             raise ValueError("mode must be None, 'none', 'ef' or 'saef', not %r" % (mode,))
         self.comm = comm
@@ -52,6 +52,8 @@ class Model:
         prm.double_way = int(bool(double_way))
         prm.nbuckets = len(self.buckets)
         prm.bucket_end = self._ends
+        # the exchanges' algorithm / hierarchy (None: the communicator's)
+        set_choice(prm, algorithm, hierarchy, C.MODEL_FIELD_ALGO, C.MODEL_FIELD_HIERARCHY)
         self._h = None
         h = C.c_model()
         st = C.terse_model_create(comm.handle, ctypes.byref(prm), ctypes.byref(h))

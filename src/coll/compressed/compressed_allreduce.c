@@ -8,22 +8,35 @@
 
 #include <string.h>
 
-/* TERSE_COMPRESSED_ALGO's choices other than auto. */
-static const terse__algo_t *const by_choice[TERSE__CMP_ALGO_LAST] = {
-    [TERSE__CMP_ALGO_SPARSE_ALLGATHER] = &terse__cmp_sparse_allgather_algo,
-    [TERSE__CMP_ALGO_SPARSE_RS_AG] = &terse__cmp_sparse_rs_ag_algo,
-    [TERSE__CMP_ALGO_SIGN_ALLGATHER] = &terse__cmp_sign_allgather_algo,
-    [TERSE__CMP_ALGO_SIGN_A2A_AG] = &terse__cmp_sign_a2a_ag_algo,
-    [TERSE__CMP_ALGO_DENSE] = &terse__cmp_dense_algo,
+/* The algorithm choices other than auto. */
+static const terse__algo_t *const by_choice[TERSE_COMPRESSED_ALGO_LAST] = {
+    [TERSE_COMPRESSED_ALGO_SPARSE_ALLGATHER] = &terse__cmp_sparse_allgather_algo,
+    [TERSE_COMPRESSED_ALGO_SPARSE_RS_AG] = &terse__cmp_sparse_rs_ag_algo,
+    [TERSE_COMPRESSED_ALGO_SIGN_ALLGATHER] = &terse__cmp_sign_allgather_algo,
+    [TERSE_COMPRESSED_ALGO_SIGN_A2A_AG] = &terse__cmp_sign_a2a_ag_algo,
+    [TERSE_COMPRESSED_ALGO_DENSE] = &terse__cmp_dense_algo,
 };
 
-/* Same inputs on every rank (they are part of the signature), so every rank picks the same. */
-static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t *p)
+/* The call's choice, else the communicator's (its params, else the environment when it was
+ * made). A pure function of the call and the communicator, and the result is part of the
+ * signature: ranks that choose differently fail with TERSE_ERR_MISMATCH, never mis-sum. */
+static terse_compressed_algo_t call_algo(terse_comm_h comm, const terse_callreduce_params_t *prm)
 {
-    terse__cmp_algo_choice_t want = terse__config()->compressed_algo_id;
-    if (want != TERSE__CMP_ALGO_AUTO)
+    return (prm->field_mask & TERSE_CALLREDUCE_FIELD_ALGO) ? prm->algo
+                                                           : comm->settings.compressed_algo;
+}
+
+static terse_hierarchy_t call_hierarchy(terse_comm_h comm, const terse_callreduce_params_t *prm)
+{
+    return (prm->field_mask & TERSE_CALLREDUCE_FIELD_HIERARCHY) ? prm->hierarchy
+                                                                : comm->settings.hierarchy;
+}
+
+/* Same inputs on every rank (they are part of the signature), so every rank picks the same. */
+static const terse__algo_t *select_algo(terse_compressed_algo_t want, const terse__cplan_t *p)
+{
+    if (want != TERSE_COMPRESSED_ALGO_AUTO)
         return by_choice[want];
-    (void)comm;
     int K = p->K;
     int sign = p->c.kind == TERSE_COMPRESSOR_SIGN;
     if (K == 1)
@@ -51,31 +64,31 @@ static const terse__algo_t *select_algo(terse_comm_h comm, const terse__cplan_t 
     return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
 }
 
-/* TERSE_HIERARCHY=node with several ranks on a host and the same number on every host (the
+/* Hierarchy node with several ranks on a host and the same number on every host (the
  * host average must weigh every rank alike). Every rank sees the same host grouping. */
-static int use_hierarchy(terse_comm_h comm)
+static int use_hierarchy(terse_comm_h comm, terse_hierarchy_t want)
 {
     static int warned;
     const terse__hostgroup_t *hg = &comm->hosts;
-    if (terse__config()->hierarchy_id != TERSE__HIERARCHY_NODE)
+    if (want != TERSE_HIERARCHY_NODE)
         return 0;
     int L = hg->host_first[1] - hg->host_first[0], homogeneous = 1;
     for (int h = 1; h < hg->cross_size; h++)
         homogeneous &= hg->host_first[h + 1] - hg->host_first[h] == L;
     if (!homogeneous && !warned) {
         warned = 1;
-        terse_log_warn("TERSE_HIERARCHY=node needs the same number of ranks on every host; "
+        terse_log_warn("hierarchy node needs the same number of ranks on every host; "
                        "running the flat compressed allreduce");
     }
     return homogeneous && L > 1;
 }
 
-static uint64_t signature_digest(const terse__cplan_t *p)
+static uint64_t signature_digest(const terse__cplan_t *p, int hier)
 {
     char spec[256] = "";
     /* seg_cap: TERSE_PIPELINE_BYTES decides how the message splits into segments */
-    uint64_t h, v[5] = {(uint64_t)p->double_way, p->step, p->algo ? p->algo->id : 0,
-                        p->peer ? (uint64_t)p->any_werr : 0, p->seg_cap};
+    uint64_t h, v[6] = {(uint64_t)p->double_way, p->step, p->algo ? p->algo->id : 0,
+                        p->peer ? (uint64_t)p->any_werr : 0, p->seg_cap, (uint64_t)hier};
     terse_compressor_format(&p->c, spec, sizeof(spec));
     h = terse__digest(spec, strlen(spec), 0x7e55e);
     h = terse__digest(v, sizeof(v), h);
@@ -90,10 +103,19 @@ static terse_status_t check_params(terse_comm_h comm, const terse_callreduce_par
 {
     if (!prm)
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG, "NULL params");
-    if (terse_compressor_validate(&prm->compressor) != TERSE_OK)
+    if (!prm->compressor)
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                  "NULL compressor");
+    if (terse_compressor_validate(prm->compressor) != TERSE_OK)
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
                                   "invalid compressor (kind %d, ratio %g)",
-                                  (int)prm->compressor.kind, prm->compressor.ratio);
+                                  (int)prm->compressor->kind, prm->compressor->ratio);
+    if ((unsigned)call_algo(comm, prm) >= TERSE_COMPRESSED_ALGO_LAST ||
+        (unsigned)call_hierarchy(comm, prm) >= TERSE_HIERARCHY_LAST)
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                  "invalid algorithm %u or hierarchy %u",
+                                  (unsigned)call_algo(comm, prm),
+                                  (unsigned)call_hierarchy(comm, prm));
     if (prm->ntensors && !prm->tensors)
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
                                   "NULL tensor list");
@@ -150,11 +172,11 @@ terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callre
         return st;
     pthread_mutex_lock(&comm->lock);
     terse__cplan_t *p = NULL;
-    int hier = use_hierarchy(comm);
+    int hier = use_hierarchy(comm, call_hierarchy(comm, params));
     st = make_plan(comm, params, hier, &p);
     if (st == TERSE_OK) {
         /* the plan decides the algorithm, so the request is made for it */
-        p->algo = select_algo(comm, p);
+        p->algo = select_algo(call_algo(comm, params), p);
         st = terse__req_create(comm, TERSE_COLL_COMPRESSED,
                                hier ? &terse__cmp_hier_node_algo : p->algo, &req);
     }
@@ -168,7 +190,7 @@ terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callre
     req->dtype = TERSE_DTYPE_FLOAT32;
     req->sig.count = p->N;
     req->sig.dtype = (uint8_t)TERSE_DTYPE_FLOAT32;
-    req->sig.aux = signature_digest(p);
+    req->sig.aux = signature_digest(p, hier);
     terse__req_start(req);
     *req_p = req;
     pthread_mutex_unlock(&comm->lock);

@@ -113,7 +113,7 @@ static terse_status_t plan_chunks(terse__cplan_t *p)
 static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_params_t *params,
                                  int K_, int rank)
 {
-    p->c = params->compressor;
+    p->c = *params->compressor;
     if (terse__crange_init(&p->range, &p->c, NULL, 0) != TERSE_OK)
         return TERSE_ERR_INVALID_ARG;
     p->double_way = (params->field_mask & TERSE_CALLREDUCE_FIELD_DOUBLE_WAY) && params->double_way;

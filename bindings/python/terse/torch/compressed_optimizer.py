@@ -26,7 +26,7 @@ from .. import _capi as C
 from .._core import tensor_id_of
 from .._model import Model
 from . import mpi_ops
-from .compression import as_terse
+from .compression import as_terse, choice_of
 
 BUCKET_BYTES = 25 << 20
 _PARAM_DTYPES = {torch.float32: C.DTYPE_FLOAT32, torch.float64: C.DTYPE_FLOAT64,
@@ -70,6 +70,7 @@ class _CompressedOptimizer(torch.optim.Optimizer):
         self._ef_period = error_average_period
         self._double_way = bool(double_way)
         self._compressor = as_terse(compression)
+        self._algorithm, self._hierarchy = choice_of(compression)
         self.backward_passes_per_step = backward_passes_per_step
         # C order: reverse registration order, the order backward produces the gradients
         self._ef_named = [(n, p) for n, p in named if p.requires_grad][::-1]
@@ -87,7 +88,8 @@ class _CompressedOptimizer(torch.optim.Optimizer):
         self._model = Model(
             [(tensor_id_of("terse.opt." + n), p.numel(), _PARAM_DTYPES[p.dtype])
              for n, p in self._ef_named], self._compressor.spec, mode=error_feedback or "none",
-            period=error_average_period, double_way=double_way, buckets=ends, comm=comm)
+            period=error_average_period, double_way=double_way, buckets=ends, comm=comm,
+            algorithm=self._algorithm, hierarchy=self._hierarchy)
         self._finalizer = weakref.finalize(self, _close, self._model, comm)
         self.message_bytes = sum(self._model.compressor.max_bytes(p.numel())
                                  for _, p in self._ef_named if p.numel())

@@ -47,10 +47,22 @@ class FP16Compressor(Compressor_):
 
 class TerseCompression:
     """A terse compressor used layer-wise by DistributedOptimizer / ddp_comm_hook (or by
-    allreduce(..., compression=...) for a one-shot compressed average)."""
+    allreduce(..., compression=...) for a one-shot compressed average).
 
-    def __init__(self, spec):
+    ``algorithm`` (auto|sparse_allgather|sparse_rs_ag|sign_allgather|sign_a2a_ag|dense) and
+    ``hierarchy`` (none|node) choose the compressed allreduce for every exchange made with it;
+    None: the communicator's, i.e. TERSE_COMPRESSED_ALGO / TERSE_HIERARCHY. Every rank must
+    choose the same (else ERR_MISMATCH); the hierarchy changes what error feedback sees."""
+
+    def __init__(self, spec, algorithm=None, hierarchy=None):
         self.compressor = Compressor.of(spec)
+        for kind, v, words in (("algorithm", algorithm, _ALGORITHMS),
+                               ("hierarchy", hierarchy, _HIERARCHIES)):
+            if v is not None and v not in words:
+                raise ValueError("%s must be None or one of %s, not %r"
+                                 % (kind, "|".join(words), v))
+        self.algorithm = algorithm
+        self.hierarchy = hierarchy
 
     @property
     def spec(self):
@@ -63,7 +75,14 @@ class TerseCompression:
         return tensor
 
     def __repr__(self):
-        return "Compression(%r)" % self.spec
+        extra = "".join(", %s=%r" % (k, v) for k, v in (("algorithm", self.algorithm),
+                                                         ("hierarchy", self.hierarchy)) if v)
+        return "Compression(%r%s)" % (self.spec, extra)
+
+
+_ALGORITHMS = ("auto", "sparse_allgather", "sparse_rs_ag", "sign_allgather", "sign_a2a_ag",
+               "dense")
+_HIERARCHIES = ("none", "node")
 
 
 class Compression:
@@ -75,24 +94,32 @@ class Compression:
     fp16 = FP16Compressor
 
     @staticmethod
-    def topk(ratio, block_size=0):
-        return TerseCompression(Compressor.topk(ratio, block_size))
+    def topk(ratio, block_size=0, algorithm=None, hierarchy=None):
+        return TerseCompression(Compressor.topk(ratio, block_size), algorithm, hierarchy)
 
     @staticmethod
-    def sign(block_size=0):
-        return TerseCompression(Compressor.sign(block_size))
+    def sign(block_size=0, algorithm=None, hierarchy=None):
+        return TerseCompression(Compressor.sign(block_size), algorithm, hierarchy)
 
     @staticmethod
-    def randk(ratio, block_size=0, seed=0):
-        return TerseCompression(Compressor.randk(ratio, block_size, seed))
+    def randk(ratio, block_size=0, seed=0, algorithm=None, hierarchy=None):
+        return TerseCompression(Compressor.randk(ratio, block_size, seed), algorithm, hierarchy)
 
     @staticmethod
-    def induced(topk_ratio, randk_ratio, block_size=0, seed=0):
-        return TerseCompression(Compressor.induced(topk_ratio, randk_ratio, block_size, seed))
+    def induced(topk_ratio, randk_ratio, block_size=0, seed=0, algorithm=None, hierarchy=None):
+        return TerseCompression(Compressor.induced(topk_ratio, randk_ratio, block_size, seed),
+                                algorithm, hierarchy)
 
     @staticmethod
-    def terse(spec):
-        return TerseCompression(spec)
+    def terse(spec, algorithm=None, hierarchy=None):
+        return TerseCompression(spec, algorithm, hierarchy)
+
+
+def choice_of(compression):
+    """(algorithm, hierarchy) a compression argument chooses; (None, None): the communicator's."""
+    if isinstance(compression, TerseCompression):
+        return compression.algorithm, compression.hierarchy
+    return None, None
 
 
 def as_terse(compression):

@@ -21,16 +21,18 @@ import torch
 from .. import _core
 from . import _backend, ddp_terse
 from . import mpi_ops
-from .compression import Compression, FP16Compressor, NoneCompressor, as_terse
+from .compression import Compression, FP16Compressor, NoneCompressor, as_terse, choice_of
 from .mpi_ops import _call_async
 
 
 class _HookState:
     """The hook's C error-feedback states, one per parameter name (``states``)."""
 
-    def __init__(self, names, compressor, error_feedback, double_way):
+    def __init__(self, names, compressor, error_feedback, double_way, algorithm=None,
+                 hierarchy=None):
         self.names = names
         self.compressor = compressor
+        self.algorithm, self.hierarchy = algorithm, hierarchy
         self.ef = error_feedback
         self.double_way = double_way
         self.states = {}  # name -> terse.ErrorFeedback of that one parameter
@@ -43,7 +45,8 @@ class _HookState:
                 st = self.states[name] = _core.ErrorFeedback(
                     [tuple(shape)], self.compressor, mode=self.ef or "none",
                     double_way=self.double_way, names=["ddp." + name],
-                    comm=mpi_ops._eng().comm)
+                    comm=mpi_ops._eng().comm, algorithm=self.algorithm,
+                    hierarchy=self.hierarchy)
             return st
 
     @property
@@ -93,7 +96,8 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
             names[p] = n[len("module."):] if n.startswith("module.") else n
     dense = compression in (Compression.none, Compression.fp16, NoneCompressor, FP16Compressor)
     comp = None if dense and error_feedback is None else as_terse(compression)
-    st = _HookState(names, comp, error_feedback, double_way)
+    algorithm, hierarchy = choice_of(compression)
+    st = _HookState(names, comp, error_feedback, double_way, algorithm, hierarchy)
     lock = threading.Lock()
 
     def name_of(p):
@@ -122,7 +126,7 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
         ts = terse_states.get(pg)
         if ts is None:
             ts = terse_states[pg] = ddp_terse.TerseHookState(pg, comp.spec, error_feedback,
-                                                             double_way)
+                                                             double_way, algorithm, hierarchy)
             hook.terse_state = ts
         return ddp_terse.compressed_bucket(ts, bucket, name_of)
 

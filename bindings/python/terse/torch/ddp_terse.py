@@ -22,9 +22,11 @@ class TerseHookState:
     """The C state of the hook on one terse process group (``errors`` etc. like the gloo
     path's _HookState)."""
 
-    def __init__(self, pg, spec, error_feedback, double_way):
+    def __init__(self, pg, spec, error_feedback, double_way, algorithm=None, hierarchy=None):
+        # algorithm / hierarchy: "" leaves them to the group's communicator
         self.engine = _backend.extension().GradEFHook(pg, spec, bool(error_feedback),
-                                                      bool(double_way))
+                                                      bool(double_way), algorithm or "",
+                                                      hierarchy or "")
         self.ef = error_feedback
         self.double_way = double_way
         self.ids = {}  # name -> id

@@ -11,7 +11,7 @@ from .._engine import (AllgatherSig, AllreduceSig, BarrierSig, BroadcastSig, Cal
                        CallreduceSig, Engine, _Op)
 from . import process_sets as process_sets_
 from ._malloc import keep_freed_memory
-from .compression import Compression, TerseCompression
+from .compression import Compression, TerseCompression, choice_of
 from .process_sets import engine_for, global_process_set
 
 # Horovod's op constants (same values as horovod.torch).
@@ -397,7 +397,7 @@ def grouped_allreduce_(tensors, average=None, name=None, op=None, prescale_facto
 # -- compressed allreduce (terse compressors) --------------------------------------------------
 
 def compressed_allreduce_submit(flat, compressor, name, step, server_error=None, error=None,
-                                double_way=None):
+                                double_way=None, algorithm=None, hierarchy=None):
     """An engine op (not yet submitted) for the C compressed allreduce of the float32 vector
     ``flat`` (numpy) under ``name``: its ``result`` becomes avg_k C(flat_k + e_k) (double-way:
     C(e_s + avg), ``server_error`` updated), ``error`` (a float32 array e_k, or None) becomes
@@ -412,7 +412,7 @@ def compressed_allreduce_submit(flat, compressor, name, step, server_error=None,
     out = np.empty(flat.size, np.float32)
     return _Op("callreduce", name, sig, 0, flat, C.DTYPE_FLOAT32, out,
                ctx=CallreduceCtx(compressor, tid, int(step), bool(double_way), error,
-                                 server_error))
+                                 server_error, algorithm, hierarchy))
 
 
 def compressed_allreduce_async(tensor, compression, name=None, step=0):
@@ -423,7 +423,9 @@ def compressed_allreduce_async(tensor, compression, name=None, step=0):
         Compressor.of(compression)
     name = name if name is not None else _auto_name("callreduce", _eng())
     flat = tensor.detach().to(torch.float32).contiguous().reshape(-1).numpy()
-    op = compressed_allreduce_submit(flat, comp, name, step)
+    algorithm, hierarchy = choice_of(compression)
+    op = compressed_allreduce_submit(flat, comp, name, step, algorithm=algorithm,
+                                     hierarchy=hierarchy)
     shape, dtype = tensor.shape, tensor.dtype
     return _register(_eng(), [op],
                      lambda: torch.from_numpy(op.result).reshape(shape).to(dtype))
