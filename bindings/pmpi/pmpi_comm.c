@@ -15,6 +15,7 @@
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_keyval = MPI_KEYVAL_INVALID;
 static terse__pmpi_comm_t *g_live;
+static int g_finalizing; /* set once MPI_Finalize's barrier passed (see terse__pmpi_finalize) */
 
 static const char *const kind_names[TERSE_PMPI_KIND_LAST] = {
     [TERSE_PMPI_ALLREDUCE] = "allreduce",
@@ -115,10 +116,17 @@ void terse__pmpi_comm_unref(terse__pmpi_comm_t *e)
 }
 
 /* MPI deletes the attribute: the communicator is being freed (or MPI_Finalize asked). An
- * MPI_Iallreduce still in flight keeps the terse communicator until its request is freed. */
+ * MPI_Iallreduce still in flight keeps the terse communicator until its request is freed.
+ * MPI_Comm_free is collective but need not synchronise, so the members meet first: a rank
+ * that finished the last collective early would otherwise close its connections while a peer
+ * is still in that collective waiting on a third rank, and UCX tells that peer the leaver
+ * failed ("Endpoint timeout": the 64 MiB MPI_Allgather failures at 1 Gbit/s were this, at
+ * MPI_Finalize). */
 static int delete_attr(MPI_Comm comm, int keyval, void *val, void *extra)
 {
     terse__pmpi_comm_t *e = val, **pp;
+    if (!g_finalizing)
+        PMPI_Barrier(comm);
     pthread_mutex_lock(&g_lock);
     for (pp = &g_live; *pp && *pp != e; pp = &(*pp)->next)
         ;
@@ -232,6 +240,11 @@ void terse__pmpi_announce(terse__pmpi_comm_t *e, terse__pmpi_kind_t kind)
 
 void terse__pmpi_finalize(void)
 {
+    /* Every rank calls this, with or without terse communicators: once all are here, no
+     * peer is inside a collective on any of them, and they go in any order (one barrier per
+     * communicator could deadlock, as ranks list them in different orders). */
+    PMPI_Barrier(MPI_COMM_WORLD);
+    g_finalizing = 1;
     int kv = keyval();
     for (;;) {
         pthread_mutex_lock(&g_lock);

@@ -102,4 +102,34 @@ int64_t GradEFHook::calls() {
   return (int64_t)terse_grad_ef_calls(ef_);
 }
 
+namespace {
+// The floats of a restored error, or nullptr for an empty tensor (zero error).
+const float* error_floats(at::Tensor& t, int64_t count, const char* which) {
+  if (t.numel() == 0)
+    return nullptr;
+  TORCH_CHECK(t.numel() == count, "terse DDP hook: ", which, " error has ", t.numel(),
+              " elements, the parameter ", count);
+  t = t.to(at::kFloat).contiguous();
+  return t.data_ptr<float>();
+}
+} // namespace
+
+void GradEFHook::load_error(int64_t id, int64_t count, at::Tensor worker, at::Tensor server) {
+  TORCH_CHECK(count >= 0, "terse DDP hook: negative count");
+  check_cpu(worker, "load_error");
+  check_cpu(server, "load_error");
+  const float* e = error_floats(worker, count, "worker");
+  const float* es = error_floats(server, count, "server");
+  std::lock_guard<std::mutex> g(pg_->c_mutex());
+  terse_status_t st = terse_grad_ef_load(ef_, (uint32_t)id, (size_t)count, e, es);
+  if (st != TERSE_OK)
+    throw std::runtime_error(terse_reason("load_error", st, pg_->comm()));
+}
+
+void GradEFHook::set_calls(int64_t calls) {
+  TORCH_CHECK(calls >= 0, "terse DDP hook: negative call count");
+  std::lock_guard<std::mutex> g(pg_->c_mutex());
+  terse_grad_ef_set_calls(ef_, (uint64_t)calls);
+}
+
 } // namespace terse_c10d

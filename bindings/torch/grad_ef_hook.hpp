@@ -24,6 +24,10 @@ class GradEFHook : public torch::CustomClassHolder {
   at::Tensor worker_error(int64_t id);
   at::Tensor server_error(int64_t id);
   int64_t calls();
+  // Checkpoint restore (terse_grad_ef_load / _set_calls): parameter @id's errors from float32
+  // tensors of @count elements (an empty tensor: zero); then the bucket count.
+  void load_error(int64_t id, int64_t count, at::Tensor worker, at::Tensor server);
+  void set_calls(int64_t calls);
 
  private:
   at::Tensor copy_of(const float* p, size_t n);

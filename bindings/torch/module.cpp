@@ -38,6 +38,9 @@ PYBIND11_MODULE(_c10d, m) {
            py::call_guard<py::gil_scoped_release>())
       .def("worker_error", &GradEFHook::worker_error)
       .def("server_error", &GradEFHook::server_error)
+      .def("load_error", &GradEFHook::load_error, py::arg("id"), py::arg("count"),
+           py::arg("worker"), py::arg("server"))
+      .def("set_calls", &GradEFHook::set_calls, py::arg("calls"))
       .def_property_readonly("calls", &GradEFHook::calls);
 
   m.def("version", [] { return std::string(terse_version()); });

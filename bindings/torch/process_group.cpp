@@ -63,6 +63,8 @@ ProcessGroupTerse::~ProcessGroupTerse() {
 
 c10::intrusive_ptr<WorkTerse> ProcessGroupTerse::make_work(c10d::OpType type, const char* what,
                                                            std::vector<at::Tensor> outputs) {
+  if (type != c10d::OpType::SEND && type != c10d::OpType::RECV)
+    seq_++;
   return c10::make_intrusive<WorkTerse>(getRank(), type, what, std::move(outputs));
 }
 
@@ -201,6 +203,56 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupTerse::allgather(
   w->then([outs, flat, n] {
     for (size_t k = 0; k < outs.size(); k++)
       outs[k].copy_(flat.narrow(0, (int64_t)k * n, n).view(outs[k].sizes()));
+  });
+  launch(w);
+  return w;
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupTerse::allgather_coalesced(
+    std::vector<std::vector<at::Tensor>>& outputs, std::vector<at::Tensor>& inputs,
+    const c10d::AllgatherOptions& opts) {
+  const char* what = "allgather_coalesced";
+  size_t P = (size_t)getSize(), n = inputs.size();
+  TORCH_CHECK(n > 0, "ProcessGroup terse allgather_coalesced: no input tensors");
+  check_list(inputs, what, n);
+  TORCH_CHECK(outputs.size() == P, "ProcessGroup terse allgather_coalesced: expected ", P,
+              " output lists (one per rank), got ", outputs.size());
+  std::vector<at::Tensor> flat_in;
+  for (auto& t : inputs) {
+    TORCH_CHECK(t.scalar_type() == inputs[0].scalar_type(),
+                "ProcessGroup terse allgather_coalesced: inputs of one dtype expected");
+    flat_in.push_back(t.reshape({-1}));
+  }
+  std::vector<at::Tensor> all_outs;
+  for (auto& list : outputs) {
+    check_list(list, what, n);
+    for (size_t i = 0; i < n; i++) {
+      TORCH_CHECK(list[i].numel() == inputs[i].numel() &&
+                      list[i].scalar_type() == inputs[i].scalar_type(),
+                  "ProcessGroup terse allgather_coalesced: output ", i,
+                  " must match input ", i, "'s numel and dtype");
+      all_outs.push_back(list[i]);
+    }
+  }
+  at::Tensor in = at::cat(flat_in);
+  int64_t per = in.numel();
+  terse_dtype_t dt = dtype_of(in, what);
+  at::Tensor flat = at::empty({(int64_t)P * per}, in.options());
+  auto w = make_work(c10d::OpType::ALLGATHER_COALESCED, what, all_outs);
+  w->keep(in);
+  w->keep(flat);
+  post(*w, comm_, what, [&](terse_request_h* r) {
+    return terse_iallgather(comm_, in.data_ptr(), flat.data_ptr(), (size_t)per, dt, r);
+  });
+  w->then([all_outs, flat, per, n] {
+    int64_t off = 0;
+    for (size_t k = 0; k < all_outs.size(); k++) {
+      if (k % n == 0)
+        off = (int64_t)(k / n) * per; // rank k / n's block
+      const at::Tensor& o = all_outs[k];
+      o.copy_(flat.narrow(0, off, o.numel()).view(o.sizes()));
+      off += o.numel();
+    }
   });
   launch(w);
   return w;
@@ -414,6 +466,11 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupTerse::barrier(const c10d::BarrierOpt
   post(*w, comm_, "barrier", [&](terse_request_h* r) { return terse_ibarrier(comm_, r); });
   launch(w);
   return w;
+}
+
+void ProcessGroupTerse::monitoredBarrier(const c10d::BarrierOptions& opts, bool waitAllRanks) {
+  (void)waitAllRanks;
+  barrier(opts)->wait(); // rethrows terse's reason (which rank died or timed out)
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupTerse::p2p(std::vector<at::Tensor>& tensors, int peer,

@@ -14,6 +14,7 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
+#include <atomic>
 #include <memory>
 
 namespace terse_c10d {
@@ -39,6 +40,11 @@ class ProcessGroupTerse : public c10d::ProcessGroup {
                                            const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions& opts) override;
+  // Deprecated in torch, still public (dist.all_gather_coalesced): outputs[r][i] gets rank
+  // r's inputs[i]; one allgather of the inputs packed back to back.
+  c10::intrusive_ptr<c10d::Work> allgather_coalesced(
+      std::vector<std::vector<at::Tensor>>& outputs, std::vector<at::Tensor>& inputs,
+      const c10d::AllgatherOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> gather(std::vector<std::vector<at::Tensor>>& outputs,
                                         std::vector<at::Tensor>& inputs,
                                         const c10d::GatherOptions& opts) override;
@@ -58,6 +64,14 @@ class ProcessGroupTerse : public c10d::ProcessGroup {
                                           std::vector<at::Tensor>& inputs,
                                           const c10d::AllToAllOptions& opts) override;
   c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions& opts) override;
+  // A barrier that returns only once every rank reached it, or throws naming the rank that
+  // failed or timed out (terse's peer-failure reason); waitAllRanks changes nothing, as a
+  // terse barrier fails on every rank alike.
+  void monitoredBarrier(const c10d::BarrierOptions& opts, bool waitAllRanks) override;
+  // terse numbers collectives on every rank alike from the group's creation, so there is
+  // nothing to agree on; the number is the count of collectives posted through this group.
+  void setSequenceNumberForGroup() override {}
+  uint64_t getSequenceNumberForGroup() override { return seq_; }
   c10::intrusive_ptr<c10d::Work> send(std::vector<at::Tensor>& tensors, int dstRank,
                                       int tag) override;
   c10::intrusive_ptr<c10d::Work> recv(std::vector<at::Tensor>& tensors, int srcRank,
@@ -92,6 +106,7 @@ class ProcessGroupTerse : public c10d::ProcessGroup {
   terse_comm_h p2p_comm_ = nullptr; // send/recv (terse_comm_dup of comm_)
   std::mutex c_mu_;
   std::unique_ptr<Progress> progress_;
+  std::atomic<uint64_t> seq_{0}; // collectives posted by make_work (getSequenceNumberForGroup)
 };
 
 } // namespace terse_c10d

@@ -64,6 +64,19 @@ TERSE_API const float *terse_grad_ef_server_error(terse_grad_ef_h ef, uint32_t i
 /** Buckets exchanged so far (successful or not). */
 TERSE_API uint64_t terse_grad_ef_calls(terse_grad_ef_h ef);
 
+/**
+ * Restores parameter @p id's errors from a checkpoint (the entry is made if new): copies
+ * @p count floats from @p e into the worker error (ignored without EF) and from @p es into the
+ * server error (ignored single-way); NULL sets that error to zero. A known parameter must have
+ * the same count (TERSE_ERR_INVALID_ARG, errors unchanged). Local; no request of @p ef may be
+ * in flight. With terse_grad_ef_set_calls (randk keys on the bucket count), a resumed run
+ * continues with the bits of an uninterrupted one.
+ */
+TERSE_API terse_status_t terse_grad_ef_load(terse_grad_ef_h ef, uint32_t id, size_t count,
+                                            const float *e, const float *es);
+/** Sets the bucket count (terse_grad_ef_calls) when resuming from a checkpoint. */
+TERSE_API void terse_grad_ef_set_calls(terse_grad_ef_h ef, uint64_t calls);
+
 #ifdef __cplusplus
 }
 #endif

@@ -209,3 +209,26 @@ uint64_t terse_grad_ef_calls(terse_grad_ef_h ef)
 {
     return ef ? ef->calls : 0;
 }
+
+terse_status_t terse_grad_ef_load(terse_grad_ef_h ef, uint32_t id, size_t count, const float *e,
+                                  const float *es)
+{
+    if (!ef)
+        return TERSE_ERR_INVALID_ARG;
+    grad_entry_t *g;
+    terse_status_t st = entry(ef, id, count, &g);
+    if (st != TERSE_OK)
+        return st;
+    /* NULL restores a zero error: a checkpoint of a parameter that had none yet */
+    if (g->e)
+        e ? memcpy(g->e, e, count * sizeof(float)) : memset(g->e, 0, count * sizeof(float));
+    if (g->es)
+        es ? memcpy(g->es, es, count * sizeof(float)) : memset(g->es, 0, count * sizeof(float));
+    return TERSE_OK;
+}
+
+void terse_grad_ef_set_calls(terse_grad_ef_h ef, uint64_t calls)
+{
+    if (ef)
+        ef->calls = calls;
+}

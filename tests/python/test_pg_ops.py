@@ -109,6 +109,36 @@ def test_allgather_both_forms(world):
     assert torch.equal(flat, torch.cat([data(r, 11, torch.float32) for r in range(size)]))
 
 
+def test_allgather_coalesced(world):
+    rank, size, gloo = world
+    ins = [data(rank, 7, torch.float64).reshape(7, 1), data(rank, 3, torch.float64, salt=1),
+           data(rank, 1, torch.float64, salt=2)]
+    outs = [[torch.empty_like(t) for t in ins] for _ in range(size)]
+    dist.all_gather_coalesced(outs, ins)
+    ref = [[torch.empty_like(t) for t in ins] for _ in range(size)]
+    dist.all_gather_coalesced(ref, ins, group=gloo)
+    for r in range(size):
+        for i, t in enumerate(ins):
+            assert torch.equal(outs[r][i], ref[r][i]), (r, i)
+    assert torch.equal(outs[size - 1][1], data(size - 1, 3, torch.float64, salt=1))
+    with pytest.raises(RuntimeError, match="output lists"):
+        dist.all_gather_coalesced(outs[:-1] if size > 1 else [], ins)
+
+
+def test_monitored_barrier_and_sequence_numbers(world):
+    pg = dist.distributed_c10d._get_default_group()
+    # torch 1.13's dist.monitored_barrier admits gloo only; the group's own method is ours
+    pg.monitored_barrier(datetime.timedelta(seconds=20))
+    pg._set_sequence_number_for_group()  # nothing to agree on: accepted
+    before = pg._get_sequence_number_for_group()
+    dist.all_reduce(torch.ones(3))
+    assert pg._get_sequence_number_for_group() == before + 1
+    seqs = torch.zeros(dist.get_world_size(), dtype=torch.int64)
+    dist.all_gather(list(seqs.chunk(dist.get_world_size())),
+                    torch.tensor([pg._get_sequence_number_for_group()]))
+    assert (seqs == seqs[0]).all(), "sequence numbers differ across ranks"
+
+
 def test_gather_scatter(world):
     rank, size, _ = world
     root = size - 1

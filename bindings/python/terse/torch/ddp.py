@@ -108,6 +108,7 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
             return n
 
     terse_states = {}  # the terse process group -> its TerseHookState
+    pending = []  # a checkpoint loaded before the terse state existed (its first bucket)
 
     def group_of(state):
         """The process group the bucket belongs to: the hook's state when it is one (as for
@@ -128,6 +129,8 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
             ts = terse_states[pg] = ddp_terse.TerseHookState(pg, comp.spec, error_feedback,
                                                              double_way, algorithm, hierarchy)
             hook.terse_state = ts
+            if pending:
+                ts.load_state_dict(pending.pop())
         return ddp_terse.compressed_bucket(ts, bucket, name_of)
 
     def hook(state, bucket):
@@ -183,7 +186,23 @@ def ddp_comm_hook(model=None, compression=Compression.none, error_feedback=None,
         _complete_later(fut, wait_compressed)
         return fut
 
+    def state_dict():
+        """The compressed hook's state on a terse process group, for a checkpoint."""
+        if not isinstance(hook.terse_state, ddp_terse.TerseHookState):
+            raise RuntimeError("terse DDP hook: state_dict() is for the compressed hook on a "
+                               "terse process group, after its first step")
+        return hook.terse_state.state_dict()
+
+    def load_state_dict(sd):
+        """Restore state_dict()'s output: at once, or at the first bucket of a fresh hook."""
+        if isinstance(hook.terse_state, ddp_terse.TerseHookState):
+            hook.terse_state.load_state_dict(sd)
+        else:
+            pending[:] = [sd]
+
     hook.terse_state = st
+    hook.state_dict = state_dict
+    hook.load_state_dict = load_state_dict
     return hook
 
 

@@ -57,6 +57,22 @@ class TerseHookState:
     def calls(self):
         return self.engine.calls
 
+    def state_dict(self):
+        """This rank's whole hook state for a checkpoint (torch.save-able): the bucket count
+        (randk keys on it) and per parameter name copies of its errors."""
+        return {"calls": self.calls, "errors": self.errors, "server_errors": self.server_errors}
+
+    def load_state_dict(self, sd):
+        """Restore state_dict()'s output, between steps (no bucket in flight): the resumed run
+        then gives the bits of an uninterrupted one. Each rank loads its own errors."""
+        errs, serv = sd.get("errors", {}), sd.get("server_errors", {})
+        none = torch.empty(0)
+        for name in sorted(set(errs) | set(serv)):
+            e, s = errs.get(name, none), serv.get(name, none)
+            count = max(e.numel(), s.numel())
+            self.engine.load_error(self.id_of(name), count, e.reshape(-1), s.reshape(-1))
+        self.engine.set_calls(int(sd["calls"]))
+
 
 def dense_bucket(pg, compression, buf):
     """AVG allreduce of the (compressed, e.g. fp16) bucket on ``pg``; a future of ``buf``."""
