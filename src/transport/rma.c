@@ -14,11 +14,46 @@ typedef struct slab_info {
     char rkey[RKEY_MAX];
 } slab_info_t;
 
+/* Every rank's slab address and key, unpacked against this rank's endpoints; on failure
+ * nothing of it is left. */
+static terse_status_t exchange_rkeys(terse__tp_t *tp, terse__tp_allgather_func_t exchange,
+                                     void *ctx, slab_info_t *mine, terse__tp_slab_t *slab)
+{
+    terse_status_t st = TERSE_ERR_NO_MEMORY;
+    slab_info_t *all = terse__calloc(tp->size, sizeof(*all), "rkey exchange");
+    slab->remote_addr = terse__calloc(tp->size, sizeof(uint64_t), "remote slab addresses");
+    slab->rkeys = terse__calloc(tp->size, sizeof(*slab->rkeys), "remote keys");
+    if (all && slab->remote_addr && slab->rkeys)
+        st = exchange(ctx, mine, all, sizeof(*mine));
+    for (int i = 0; st == TERSE_OK && i < tp->size; i++) {
+        slab->remote_addr[i] = all[i].addr;
+        ucp_rkey_h rkey = NULL;
+        ucs_status_t us = ucp_ep_rkey_unpack(terse__tp_ucp_ep(tp, i), all[i].rkey, &rkey);
+        slab->rkeys[i] = (terse__tp_rkey_h)rkey;
+        if (us != UCS_OK) {
+            terse_log_error("unpacking rank %d's rkey: %s", i, ucs_status_string(us));
+            st = terse__status_from_ucs(us);
+        }
+    }
+    terse__free(all);
+    if (st == TERSE_OK)
+        return TERSE_OK;
+    for (int i = 0; slab->rkeys && i < tp->size; i++) {
+        if (slab->rkeys[i])
+            ucp_rkey_destroy((ucp_rkey_h)slab->rkeys[i]);
+    }
+    terse__free(slab->remote_addr);
+    terse__free(slab->rkeys);
+    slab->remote_addr = NULL;
+    slab->rkeys = NULL;
+    return st;
+}
+
 terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
                                      terse__tp_allgather_func_t exchange, void *ctx,
                                      terse__tp_slab_t *slab)
 {
-    slab_info_t *all = NULL, mine;
+    slab_info_t mine;
     void *packed = NULL;
     size_t packed_len = 0;
     terse_status_t st;
@@ -56,39 +91,9 @@ terse_status_t terse__tp_slab_create(terse__tp_t *tp, size_t size,
     memcpy(mine.rkey, packed, packed_len);
     ucp_rkey_buffer_release(packed);
 
-    all = terse__calloc(tp->size, sizeof(*all), "rkey exchange");
-    slab->remote_addr = terse__calloc(tp->size, sizeof(uint64_t), "remote slab addresses");
-    slab->rkeys = terse__calloc(tp->size, sizeof(*slab->rkeys), "remote keys");
-    if (!all || !slab->remote_addr || !slab->rkeys) {
-        st = TERSE_ERR_NO_MEMORY;
-        goto err_arrays;
-    }
-    st = exchange(ctx, &mine, all, sizeof(mine));
-    if (st != TERSE_OK)
-        goto err_arrays;
-    for (int i = 0; i < tp->size; i++) {
-        slab->remote_addr[i] = all[i].addr;
-        ucp_rkey_h rkey = NULL;
-        us = ucp_ep_rkey_unpack(terse__tp_ucp_ep(tp, i), all[i].rkey, &rkey);
-        slab->rkeys[i] = (terse__tp_rkey_h)rkey;
-        if (us != UCS_OK) {
-            terse_log_error("unpacking rank %d's rkey: %s", i, ucs_status_string(us));
-            st = terse__status_from_ucs(us);
-            goto err_rkeys;
-        }
-    }
-    terse__free(all);
-    return TERSE_OK;
-
-err_rkeys:
-    for (int i = 0; i < tp->size; i++) {
-        if (slab->rkeys[i])
-            ucp_rkey_destroy((ucp_rkey_h)slab->rkeys[i]);
-    }
-err_arrays:
-    terse__free(all);
-    terse__free(slab->remote_addr);
-    terse__free(slab->rkeys);
+    st = exchange_rkeys(tp, exchange, ctx, &mine, slab);
+    if (st == TERSE_OK)
+        return TERSE_OK;
 err_unmap:
     ucp_mem_unmap(terse__tp_ucp_context(tp), (ucp_mem_h)slab->memh);
 err_free:

@@ -160,12 +160,113 @@ void terse__tp_check_local_peers(terse__tp_t *tp)
     }
 }
 
+/* Every rank's worker address into *all_p (tp->size slots of *max_p bytes). Addresses differ
+ * in length: the lengths travel first, then each address padded to the longest. */
+static terse_status_t exchange_addresses(terse__tp_t *tp, struct terse__bootstrap *bs,
+                                         const void *addr, size_t addr_len, char **all_p,
+                                         size_t *max_p, char *err, size_t errlen)
+{
+    uint64_t *lens = terse__calloc(tp->size, sizeof(*lens), "worker address lengths");
+    if (!lens)
+        return TERSE_ERR_NO_MEMORY;
+    uint64_t my_len = addr_len;
+    terse_status_t st = terse__bootstrap_allgather(bs, &my_len, lens, sizeof(my_len));
+    if (st != TERSE_OK) {
+        snprintf(err, errlen, "exchanging worker address lengths: %s", bs->err);
+        terse__free(lens);
+        return st;
+    }
+    size_t max_len = 0;
+    for (int i = 0; i < tp->size; i++)
+        max_len = lens[i] > max_len ? lens[i] : max_len;
+    terse__free(lens);
+    char *mine = terse__calloc(1, max_len, "worker address");
+    char *all = terse__calloc(tp->size, max_len, "worker addresses");
+    if (!mine || !all) {
+        terse__free(mine);
+        terse__free(all);
+        return TERSE_ERR_NO_MEMORY;
+    }
+    memcpy(mine, addr, addr_len);
+    st = terse__bootstrap_allgather(bs, mine, all, max_len);
+    terse__free(mine);
+    if (st != TERSE_OK) {
+        snprintf(err, errlen, "exchanging worker addresses: %s", bs->err);
+        terse__free(all);
+        return st;
+    }
+    *all_p = all;
+    *max_p = max_len;
+    return TERSE_OK;
+}
+
+static void free_peers(terse__tp_t *tp)
+{
+    for (int i = 0; tp->eps && i < tp->size; i++) {
+        if (tp->eps[i])
+            ucp_ep_destroy(terse__tp_ucp_ep(tp, i));
+    }
+    terse__free(tp->eps);
+    terse__free(tp->peer_cb);
+    terse__free((void *)tp->peer_failed);
+    terse__free(tp->local_pid);
+    tp->eps = NULL;
+}
+
+/* An endpoint to every rank, and the pids of same-host peers (so their death is noticed
+ * without UCX's help). On failure nothing of it is left. */
+static terse_status_t connect_peers(terse__tp_t *tp, struct terse__bootstrap *bs,
+                                    const int *same_host, const char *all, size_t max_len,
+                                    char *err, size_t errlen)
+{
+    terse_status_t st = TERSE_ERR_NO_MEMORY;
+    tp->eps = terse__calloc(tp->size, sizeof(*tp->eps), "endpoints");
+    tp->peer_cb = terse__calloc(tp->size, sizeof(*tp->peer_cb), "endpoint callbacks");
+    tp->peer_failed = terse__calloc(tp->size, sizeof(*tp->peer_failed), "peer states");
+    tp->local_pid = terse__calloc(tp->size, sizeof(int), "peer pids");
+    if (!tp->eps || !tp->peer_cb || !tp->peer_failed || !tp->local_pid)
+        goto fail;
+    for (int i = 0; i < tp->size; i++) {
+        tp->peer_cb[i].tp = tp;
+        tp->peer_cb[i].peer = i;
+        /* Peer error handling so a dead peer becomes an error, not an abort of this process. */
+        ucp_ep_params_t ep_params = {
+            .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                          UCP_EP_PARAM_FIELD_ERR_HANDLER,
+            .address = (const ucp_address_t *)(all + (size_t)i * max_len),
+            .err_mode = same_host[i] ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER,
+            .err_handler = {.cb = ep_error_cb, .arg = &tp->peer_cb[i]},
+        };
+        ucp_ep_h ep = NULL;
+        ucs_status_t us = ucp_ep_create(terse__tp_ucp_worker(tp), &ep_params, &ep);
+        tp->eps[i] = (terse__tp_ep_h)ep;
+        if (us != UCS_OK) {
+            snprintf(err, errlen, "ucp_ep_create to rank %d: %s", i, ucs_status_string(us));
+            st = terse__status_from_ucs(us);
+            goto fail;
+        }
+    }
+    int mypid = (int)getpid();
+    st = terse__bootstrap_allgather(bs, &mypid, tp->local_pid, sizeof(int));
+    if (st != TERSE_OK) {
+        snprintf(err, errlen, "exchanging pids: %s", bs->err);
+        goto fail;
+    }
+    for (int i = 0; i < tp->size; i++) {
+        if (!same_host[i])
+            tp->local_pid[i] = 0;
+    }
+    return TERSE_OK;
+fail:
+    free_peers(tp);
+    return st;
+}
+
 terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
                               const char *net_devices, char *err, size_t errlen)
 {
     ucp_address_t *addr = NULL;
-    size_t addr_len = 0;
-    uint64_t *lens = NULL;
+    size_t addr_len = 0, max_len = 0;
     char *all = NULL;
     ucs_status_t us;
     terse_status_t st = TERSE_ERR_TRANSPORT;
@@ -193,98 +294,15 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
         snprintf(err, errlen, "ucp_worker_get_address: %s", ucs_status_string(us));
         goto err_worker;
     }
-
-    /* Addresses differ in length: exchange lengths first, then pad to the longest. */
-    lens = terse__calloc(tp->size, sizeof(*lens), "worker address lengths");
-    if (!lens) {
-        st = TERSE_ERR_NO_MEMORY;
-        goto err_addr;
-    }
-    uint64_t my_len = addr_len;
-    st = terse__bootstrap_allgather(bs, &my_len, lens, sizeof(my_len));
-    if (st != TERSE_OK) {
-        snprintf(err, errlen, "exchanging worker address lengths: %s", bs->err);
-        goto err_lens;
-    }
-    size_t max_len = 0;
-    for (int i = 0; i < tp->size; i++)
-        max_len = lens[i] > max_len ? lens[i] : max_len;
-    char *mine = terse__calloc(1, max_len, "worker address");
-    all = terse__calloc(tp->size, max_len, "worker addresses");
-    if (!mine || !all) {
-        terse__free(mine);
-        st = TERSE_ERR_NO_MEMORY;
-        goto err_all;
-    }
-    memcpy(mine, addr, addr_len);
-    st = terse__bootstrap_allgather(bs, mine, all, max_len);
-    terse__free(mine);
-    if (st != TERSE_OK) {
-        snprintf(err, errlen, "exchanging worker addresses: %s", bs->err);
-        goto err_all;
-    }
-
-    tp->eps = terse__calloc(tp->size, sizeof(*tp->eps), "endpoints");
-    tp->peer_cb = terse__calloc(tp->size, sizeof(*tp->peer_cb), "endpoint callbacks");
-    tp->peer_failed = terse__calloc(tp->size, sizeof(*tp->peer_failed), "peer states");
-    tp->local_pid = terse__calloc(tp->size, sizeof(int), "peer pids");
-    if (!tp->eps || !tp->peer_cb || !tp->peer_failed || !tp->local_pid) {
-        st = TERSE_ERR_NO_MEMORY;
-        goto err_eps;
-    }
-    for (int i = 0; i < tp->size; i++) {
-        tp->peer_cb[i].tp = tp;
-        tp->peer_cb[i].peer = i;
-        /* Peer error handling so a dead peer becomes an error, not an abort of this process. */
-        ucp_ep_params_t ep_params = {
-            .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                          UCP_EP_PARAM_FIELD_ERR_HANDLER,
-            .address = (const ucp_address_t *)(all + (size_t)i * max_len),
-            .err_mode = same_host[i] ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER,
-            .err_handler = {.cb = ep_error_cb, .arg = &tp->peer_cb[i]},
-        };
-        ucp_ep_h ep = NULL;
-        us = ucp_ep_create(terse__tp_ucp_worker(tp), &ep_params, &ep);
-        tp->eps[i] = (terse__tp_ep_h)ep;
-        if (us != UCS_OK) {
-            snprintf(err, errlen, "ucp_ep_create to rank %d: %s", i, ucs_status_string(us));
-            st = terse__status_from_ucs(us);
-            goto err_eps;
-        }
-    }
-    /* pids of same-host peers, so their death is noticed without UCX's help */
-    int mypid = (int)getpid();
-    st = terse__bootstrap_allgather(bs, &mypid, tp->local_pid, sizeof(int));
-    if (st != TERSE_OK) {
-        snprintf(err, errlen, "exchanging pids: %s", bs->err);
-        goto err_eps;
-    }
-    for (int i = 0; i < tp->size; i++) {
-        if (!same_host[i])
-            tp->local_pid[i] = 0;
-    }
-    fill_names(tp);
+    st = exchange_addresses(tp, bs, addr, addr_len, &all, &max_len, err, errlen);
+    if (st == TERSE_OK)
+        st = connect_peers(tp, bs, same_host, all, max_len, err, errlen);
     terse__free(all);
-    terse__free(lens);
     ucp_worker_release_address(terse__tp_ucp_worker(tp), addr);
-    return TERSE_OK;
-
-err_eps:
-    for (int i = 0; tp->eps && i < tp->size; i++) {
-        if (tp->eps[i])
-            ucp_ep_destroy(terse__tp_ucp_ep(tp, i));
+    if (st == TERSE_OK) {
+        fill_names(tp);
+        return TERSE_OK;
     }
-    terse__free(tp->eps);
-    terse__free(tp->peer_cb);
-    terse__free((void *)tp->peer_failed);
-    terse__free(tp->local_pid);
-    tp->eps = NULL;
-err_all:
-    terse__free(all);
-err_lens:
-    terse__free(lens);
-err_addr:
-    ucp_worker_release_address(terse__tp_ucp_worker(tp), addr);
 err_worker:
     ucp_worker_destroy(terse__tp_ucp_worker(tp));
 err_context:

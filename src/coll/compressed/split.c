@@ -335,12 +335,13 @@ static uint32_t kth_largest(uint32_t *a, size_t n, size_t r)
 }
 
 /* T and this owner's ties from every slice's keys, then R4: the kept pairs. */
-static terse_status_t select_and_post_results(terse_request_h req)
+/* R3's messages checked, and the keys above L of every slice gathered into s->keys. */
+static terse_status_t gather_keys(terse_request_h req, size_t *total_p, size_t *eqL_p)
 {
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
     int K = p->K, me = p->rank;
-    size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k, total = 0, eqL_total = 0;
+    size_t k = s->k, total = 0, eqL_total = 0;
     uint32_t L = s->L;
     for (int q = 0; q < K; q++) {
         const uint8_t *m = q == me ? s->send : p->rbuf[q];
@@ -367,22 +368,16 @@ static terse_status_t select_and_post_results(terse_request_h req)
         }
         eqL_total += e;
     }
-    /* T: the k-th largest of the keys >= L */
-    uint32_t T;
-    if (total >= k)
-        T = kth_largest(s->keys, total, k - 1);
-    else if (total + eqL_total >= k)
-        T = L;
-    else
-        return terse__req_fail(req, TERSE_ERR_CORRUPT, "server selection: %zu keys for k = %zu",
-                               total + eqL_total, k);
-    s->T = T;
-    size_t above = 0;
-    for (size_t j = 0; j < total; j++)
-        above += s->keys[j] > T;
-    /* ties at T: slice by slice, so ones below this slice come first */
-    size_t need = k - above, before = 0, mine_eq = 0;
-    for (int q = 0; q < me; q++) {
+    *total_p = total;
+    *eqL_p = eqL_total;
+    return TERSE_OK;
+}
+
+/* How many keys equal to T the slices below this rank's hold (they keep their ties first). */
+static size_t ties_below(const terse__cplan_t *p, uint32_t T, uint32_t L)
+{
+    size_t before = 0;
+    for (int q = 0; q < p->rank; q++) {
         const uint8_t *m = p->rbuf[q];
         size_t c = 0;
         if (T == L) {
@@ -400,7 +395,35 @@ static terse_status_t select_and_post_results(terse_request_h req)
         }
         before += c;
     }
-    mine_eq = need > before ? need - before : 0;
+    return before;
+}
+
+static terse_status_t select_and_post_results(terse_request_h req)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    spl_state_t *s = spl_state(req);
+    int K = p->K, me = p->rank;
+    size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k, total = 0, eqL_total = 0;
+    uint32_t L = s->L;
+    terse_status_t st = gather_keys(req, &total, &eqL_total);
+    if (st != TERSE_OK)
+        return st;
+    /* T: the k-th largest of the keys >= L */
+    uint32_t T;
+    if (total >= k)
+        T = kth_largest(s->keys, total, k - 1);
+    else if (total + eqL_total >= k)
+        T = L;
+    else
+        return terse__req_fail(req, TERSE_ERR_CORRUPT, "server selection: %zu keys for k = %zu",
+                               total + eqL_total, k);
+    s->T = T;
+    size_t above = 0;
+    for (size_t j = 0; j < total; j++)
+        above += s->keys[j] > T;
+    /* ties at T: slice by slice, so ones below this slice come first */
+    size_t need = k - above, before = ties_below(p, T, L);
+    size_t mine_eq = need > before ? need - before : 0;
     /* this owner's kept pairs, in index order */
     const float *a = p->acc;
     uint32_t *ip = s->keys; /* the keys are done with */
