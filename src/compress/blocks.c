@@ -61,7 +61,10 @@ static terse_status_t decode_legacy(const terse_compressor_t *c, size_t n, uint3
                                     uint64_t step, size_t first, size_t count, char *msg,
                                     size_t msglen, const terse__cdec_args_t *a)
 {
-    terse__crange_t r;
+    terse__crange_t r = {.tensor_id = tensor_id, .msg = msg, .msglen = msglen};
+    if (count && a->op != TERSE__CDEC_CHECK &&
+        (!a->out || (a->op == TERSE__CDEC_REMAINDER && !a->v)))
+        return null_buffer(&r);
     terse_status_t st = make_range(c, n, first, count, tensor_id, step, msg, msglen, &r);
     if (st != TERSE_OK)
         return st;
@@ -73,10 +76,6 @@ terse_status_t terse__decompress_blocks_add(const terse_compressor_t *c, const v
                                             uint64_t step, size_t first, size_t count, float *acc,
                                             char *msg, size_t msglen)
 {
-    if (count && !acc) {
-        terse__crange_t r = {.tensor_id = tensor_id, .msg = msg, .msglen = msglen};
-        return null_buffer(&r);
-    }
     terse__cdec_args_t a = {.wire = wire, .wire_len = wire_len, .op = TERSE__CDEC_ADD, .out = acc};
     return decode_legacy(c, n, tensor_id, step, first, count, msg, msglen, &a);
 }
@@ -86,10 +85,6 @@ terse_status_t terse__decompress_blocks_set(const terse_compressor_t *c, const v
                                             uint64_t step, size_t first, size_t count, float *out,
                                             char *msg, size_t msglen)
 {
-    if (count && !out) {
-        terse__crange_t r = {.tensor_id = tensor_id, .msg = msg, .msglen = msglen};
-        return null_buffer(&r);
-    }
     terse__cdec_args_t a = {.wire = wire, .wire_len = wire_len, .op = TERSE__CDEC_SET, .out = out};
     return decode_legacy(c, n, tensor_id, step, first, count, msg, msglen, &a);
 }
@@ -108,14 +103,11 @@ terse_status_t terse__decompress_remainder(const terse_compressor_t *c, const vo
                                            uint64_t step, size_t first, size_t count,
                                            const float *v, float *rem, char *msg, size_t msglen)
 {
-    terse__crange_t r = {.tensor_id = tensor_id, .msg = msg, .msglen = msglen};
     if (!terse__compress_has_remainder(c)) {
         if (msg && msglen)
             snprintf(msg, msglen, "tensor %" PRIu32 ": codec rebuilds no remainder", tensor_id);
         return TERSE_ERR_INVALID_ARG;
     }
-    if (count && (!v || !rem))
-        return null_buffer(&r);
     terse__cdec_args_t a = {.wire = wire, .wire_len = wire_len, .op = TERSE__CDEC_REMAINDER,
                             .out = rem, .v = v};
     return decode_legacy(c, n, tensor_id, step, first, count, msg, msglen, &a);
