@@ -80,11 +80,43 @@ void terse__tp_print_info(const terse__tp_t *tp, FILE *f)
     ucp_context_print_info(terse__tp_ucp_context(tp), f);
 }
 
+/* The endpoint's lanes ("tcp/lo.0 cma/memory"), so a failure report says which transport
+ * broke: UCX reports a closed TCP connection and a vanished shared-memory peer alike. */
+static void describe_lanes(ucp_ep_h ep, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (!f)
+        return;
+    ucp_ep_print_info(ep, f);
+    fclose(f);
+    size_t used = 0;
+    for (const char *l = text ? strstr(text, "lane[") : NULL; l; l = strstr(l + 1, "lane[")) {
+        const char *tl = strchr(l, ':');
+        tl = tl ? strchr(tl + 1, ':') : NULL; /* "lane[0]:  2:tcp/lo.0 md[1] ..." */
+        if (!tl)
+            break;
+        int n = (int)strcspn(tl + 1, " \n");
+        int w = snprintf(buf + used, len - used, "%s%.*s", used ? " " : "", n, tl + 1);
+        if (w < 0 || (size_t)w >= len - used)
+            break;
+        used += (size_t)w;
+    }
+    free(text);
+}
+
 static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     terse__tp_peer_cb_t *cb = arg;
-    if (!cb->tp->peer_failed[cb->peer])
-        terse_log_warn("peer %d failed: %s", cb->peer, ucs_status_string(status));
+    if (!cb->tp->peer_failed[cb->peer]) {
+        char lanes[160];
+        describe_lanes(ep, lanes, sizeof(lanes));
+        terse_log_warn("rank %d of %d: peer %d failed: %s (lanes: %s)", cb->tp->rank,
+                       cb->tp->size, cb->peer, ucs_status_string(status),
+                       lanes[0] ? lanes : "unknown");
+    }
     cb->tp->peer_failed[cb->peer] = 1;
     cb->tp->any_peer_failed = 1;
 }

@@ -140,7 +140,8 @@ static void test_dup_and_concurrent(terse_comm_h comm, terse_comm_h odd_even)
     terse_request_free(rp);
     /* a child of the dup outlives the dup */
     terse_comm_h e = NULL;
-    CHECK(terse_comm_split(d, 0, test_rank, &e) == TERSE_OK && e, "split of dup");
+    CHECK(terse_comm_split(d, 0, test_rank, &e) == TERSE_OK && e, "split of dup: %s",
+          terse_comm_last_error(d));
     terse_comm_destroy(d);
     if (e) {
         check_child(e, members, test_size, test_rank, "child of a destroyed dup");
