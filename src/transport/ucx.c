@@ -5,11 +5,13 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 terse_status_t terse__status_from_ucs(ucs_status_t status)
@@ -294,6 +296,32 @@ fail:
     return st;
 }
 
+/* Every communicator has its own UCX context and worker: sockets to its peers, listening
+ * sockets, shared-memory segments and event fds. Out of descriptors, UCX fails
+ * ucp_worker_create with a fatal error (the process aborts) or reports live peers as
+ * "Endpoint timeout". The soft open-file limit, often 1024 or lower in containers and CI,
+ * goes up to the hard limit once per process, as the hard limit allows without privilege. */
+static void raise_fd_limit_once(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        terse_log_debug("open-file limit raised from %llu to %llu", (unsigned long long)old,
+                        (unsigned long long)rl.rlim_cur);
+    else
+        terse_log_debug("open-file limit left at %llu: %s", (unsigned long long)old,
+                        strerror(errno));
+}
+
+static void raise_fd_limit(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, raise_fd_limit_once);
+}
+
 terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
                               const char *net_devices, char *err, size_t errlen)
 {
@@ -307,6 +335,7 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
     tp->rank = bs->rank;
     tp->size = bs->size;
 
+    raise_fd_limit();
     us = create_context(tp, net_devices, err, errlen);
     if (us != UCS_OK)
         goto out;
