@@ -301,7 +301,9 @@ fail:
  * ucp_worker_create with a fatal error (the process aborts) or reports live peers as
  * "Endpoint timeout". The soft open-file limit, often 1024 or lower in containers and CI,
  * goes up to the hard limit once per process, as the hard limit allows without privilege. */
-static void raise_fd_limit_once(void)
+static pthread_once_t fd_limit_once = PTHREAD_ONCE_INIT;
+
+static void raise_fd_limit(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
@@ -314,12 +316,6 @@ static void raise_fd_limit_once(void)
     else
         terse_log_debug("open-file limit left at %llu: %s", (unsigned long long)old,
                         strerror(errno));
-}
-
-static void raise_fd_limit(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, raise_fd_limit_once);
 }
 
 terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, const int *same_host,
@@ -335,7 +331,7 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
     tp->rank = bs->rank;
     tp->size = bs->size;
 
-    raise_fd_limit();
+    pthread_once(&fd_limit_once, raise_fd_limit);
     us = create_context(tp, net_devices, err, errlen);
     if (us != UCS_OK)
         goto out;
