@@ -63,6 +63,10 @@ struct terse_request {
     int quiet; /* failures are not announced to other ranks (point-to-point) */
     int user_freed;
     int done;
+    /* Completed with TERSE_OK, the algorithm's data and scratch are kept (no cleanup) for a
+     * commit its caller runs later (a held compressed commit); terse__req_release_state or
+     * terse__req_destroy lets them go. */
+    int keep_state;
     struct terse_request *next, *prev;
 };
 
@@ -161,6 +165,8 @@ void *terse__req_scratch(terse_request_h req, size_t size);
 /* A second such buffer, for composite algorithms whose parts each lay out their own. */
 void *terse__req_scratch2(terse_request_h req, size_t size);
 int terse__req_has_pending(terse_request_h req);
+/* Runs the cleanup and returns the scratch of a request completed with keep_state. */
+void terse__req_release_state(terse_request_h req);
 void terse__req_destroy(terse_request_h req);
 
 /* ---- point-to-point (p2p.c) ---- */

@@ -92,6 +92,11 @@ static void finish(terse_request_h req)
     if (req->status != TERSE_OK) {
         terse__xfers_cancel(req);
         terse__abort_flush(req->comm);
+        req->keep_state = 0;
+    }
+    if (req->keep_state) { /* every transfer completed: nothing writes into the scratch */
+        terse__abort_untrack(req);
+        return;
     }
     if (req->algo->cleanup)
         req->algo->cleanup(req);
@@ -170,8 +175,19 @@ int terse__req_has_pending(terse_request_h req)
     return terse__xfers_pending(req);
 }
 
+void terse__req_release_state(terse_request_h req)
+{
+    if (!req->keep_state)
+        return;
+    req->keep_state = 0;
+    if (req->algo->cleanup)
+        req->algo->cleanup(req);
+    terse__scratch_release(req);
+}
+
 void terse__req_destroy(terse_request_h req)
 {
+    terse__req_release_state(req);
     terse__scratch_release(req);
     terse__free(req->counts);
     terse__free(req->displs);

@@ -367,14 +367,22 @@ int terse__compress_has_remainder(const terse_compressor_t *c)
            codecs[c->kind]->remainder;
 }
 
+int terse__compress_has_subtract(const terse_compressor_t *c)
+{
+    return c && (unsigned)c->kind < sizeof(codecs) / sizeof(codecs[0]) && codecs[c->kind] &&
+           codecs[c->kind]->subtract;
+}
+
 terse_status_t terse__cblocks_decode(const terse__crange_t *r, terse__cview_t *w,
                                      const terse__cdec_args_t *a)
 {
     const terse__codec_ops_t *ops = codecs[r->c.kind];
-    if (a->op == TERSE__CDEC_REMAINDER && !ops->remainder) {
+    if ((a->op == TERSE__CDEC_REMAINDER && !ops->remainder) ||
+        (a->op == TERSE__CDEC_SUBTRACT && !ops->subtract)) {
         if (r->msg && r->msglen)
-            snprintf(r->msg, r->msglen, "tensor %" PRIu32 ": codec rebuilds no remainder",
-                     r->tensor_id);
+            snprintf(r->msg, r->msglen, "tensor %" PRIu32 ": codec %s", r->tensor_id,
+                     a->op == TERSE__CDEC_REMAINDER ? "rebuilds no remainder"
+                                                    : "subtracts in place no message");
         return TERSE_ERR_INVALID_ARG;
     }
     if (r->count && a->op != TERSE__CDEC_CHECK &&
@@ -409,6 +417,9 @@ void terse__cblocks_apply(const terse__crange_t *r, terse__cview_t *w, const uin
         break;
     case TERSE__CDEC_REMAINDER:
         ops->remainder(r, w, p, len, a->v, a->out);
+        break;
+    case TERSE__CDEC_SUBTRACT:
+        ops->subtract(r, w, p, len, a->out);
         break;
     }
 }

@@ -62,6 +62,8 @@ terse_status_t terse__decompress_blocks_check(const terse_compressor_t *c, const
 
 /* Whether c's codec can rebuild the remainder from a message (terse__decompress_remainder). */
 int terse__compress_has_remainder(const terse_compressor_t *c);
+/* Whether c's codec subtracts a message from a buffer in place (TERSE__CDEC_SUBTRACT). */
+int terse__compress_has_subtract(const terse_compressor_t *c);
 
 /*
  * Validates the message (as terse__decompress_blocks_add) that compressing v produced, then
@@ -159,6 +161,7 @@ typedef enum {
     TERSE__CDEC_ADD,       /* out += C(v) (terse__decompress_blocks_add) */
     TERSE__CDEC_SET,       /* out = 0 + C(v) (terse__decompress_blocks_set) */
     TERSE__CDEC_REMAINDER, /* out = v - C(v) (terse__decompress_remainder) */
+    TERSE__CDEC_SUBTRACT,  /* out = out - (0 + C(v)): the bits of out minus a SET's result */
 } terse__cdec_op_t;
 
 typedef struct terse__cdec_args {
@@ -227,6 +230,10 @@ typedef struct terse__codec_ops {
     /* optional: after validate, rem = v - C(v) bit for bit as encode's rem (rem may be v) */
     void (*remainder)(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
                       const float *v, float *rem);
+    /* optional: after validate, out = out - (0 + C(v)) bit for bit, touching only what
+     * changes (a training step applies its update x -= u without u in memory) */
+    void (*subtract)(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *out);
 } terse__codec_ops_t;
 
 /* The codec of a range, and its payload step after validate (what a decode's op does). */

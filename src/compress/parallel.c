@@ -138,7 +138,8 @@ static void decode_part(void *arg, int i, int np)
 static int decode_inline(const terse__crange_t *r, const terse__cdec_args_t *a)
 {
     const terse__codec_ops_t *ops = terse__codec_of(r);
-    if (!ops->fixed_size || (a->op == TERSE__CDEC_REMAINDER && !ops->remainder))
+    if (!ops->fixed_size || (a->op == TERSE__CDEC_REMAINDER && !ops->remainder) ||
+        (a->op == TERSE__CDEC_SUBTRACT && !ops->subtract))
         return 1;
     if (a->op != TERSE__CDEC_CHECK && (!a->out || (a->op == TERSE__CDEC_REMAINDER && !a->v)))
         return 1;

@@ -225,6 +225,34 @@ static void sign_remainder(const terse__crange_t *r, terse__cview_t *w, const ui
     }
 }
 
+/* For a finite nonzero s, out - (0 + c) is out + (-+s): the kernel's add with the scale
+ * negated (as the remainder). For s = 0, 0 + c is +0 and out - (+0) leaves out as it is,
+ * which the kernel's add would not (-0 + +0 is +0). A nonfinite scale (passthrough) takes the
+ * element-wise form, so NaN payloads and signs are those of a SET followed by out - u. */
+void terse__sign_subtract(const uint8_t *bits, size_t n, float s, float *out)
+{
+    if (isfinite(s) && s != 0.0f) {
+        terse__ckernels()->sign_add(bits, n, -s, out);
+    } else if (!isfinite(s)) {
+        for (size_t e = 0; e < n; e++)
+            out[e] = out[e] - (0.0f + ((bits[e / 8] >> (e % 8)) & 1 ? -s : s));
+    }
+}
+
+static void sign_subtract(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                          size_t len, float *out)
+{
+    (void)w, (void)len;
+    size_t pos = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        float s = terse__get_f32(p + pos);
+        terse__sign_subtract(p + pos + 4, nb, s, out + terse__crange_block_start(r, b));
+        terse__prof_io(s != 0.0f ? 4 * nb : 0, s != 0.0f ? 4 * nb : 0);
+        pos += 4 + (nb + 7) / 8;
+    }
+}
+
 const terse__codec_ops_t terse__codec_sign = {
     .name = "sign",
     .fixed_size = 1,
@@ -234,4 +262,5 @@ const terse__codec_ops_t terse__codec_sign = {
     .add = sign_add,
     .set = sign_set,
     .remainder = sign_remainder,
+    .subtract = sign_subtract,
 };

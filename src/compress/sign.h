@@ -10,6 +10,7 @@
 #define TERSE_COMPRESS_SIGN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum { TERSE_SIGN_CHUNK = 4096 }; /* elements; a multiple of 16 (lanes) and of 8 (bitmap bytes) */
 
@@ -19,5 +20,9 @@ int terse__sign_partials(const float *v, size_t n, double *part);
 
 /* The scale of a block of @nb elements from its @m chunk partials. */
 float terse__sign_scale(const double *part, size_t m, size_t nb);
+
+/* out[i] = out[i] - (0 + c_i) for the @n signs of @bits at scale @s (bit set: c_i = -s), bit
+ * for bit, touching out only where it changes. */
+void terse__sign_subtract(const uint8_t *bits, size_t n, float s, float *out);
 
 #endif

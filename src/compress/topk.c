@@ -495,6 +495,30 @@ static void topk_remainder(const terse__crange_t *r, terse__cview_t *w, const ui
     }
 }
 
+/* out - (0 + c) at the kept indices; elsewhere c is +0 and out - (+0) is out itself (-0 too),
+ * so nothing else is touched: O(k), not a pass. */
+static void topk_subtract(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                          size_t len, float *out)
+{
+    (void)len;
+    const size_t *used = w->used.ptr;
+    const uint64_t *idx = w->idx.ptr;
+    for (size_t i = 0; i < r->count; i++) {
+        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
+        size_t k = terse__compress_k(r->c.ratio, nb);
+        float *o = out + terse__crange_block_start(r, b);
+        const uint8_t *vals = p + 1;
+        for (size_t j = 0; j < k; j++) {
+            if (j + 16 < k)
+                __builtin_prefetch(&o[idx[j + 16]], 1);
+            o[idx[j]] = o[idx[j]] - (0.0f + terse__get_f32(vals + 4 * j));
+        }
+        terse__prof_io(12 * k, 4 * k);
+        p += used[i];
+        idx += k;
+    }
+}
+
 const terse__codec_ops_t terse__codec_topk = {
     .name = "topk",
     .block_max_bytes = topk_block_max_bytes,
@@ -502,6 +526,7 @@ const terse__codec_ops_t terse__codec_topk = {
     .validate = topk_validate,
     .add = topk_add,
     .remainder = topk_remainder,
+    .subtract = topk_subtract,
 };
 
 /* ---- pieces for a block split over owners (coll/compressed/split.c) ---- */

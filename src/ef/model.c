@@ -1,10 +1,11 @@
 /* The model-level training step (include/terse/model.h): the state, the per-bucket
  * exchanges and the commit. Nothing the state keeps changes before every bucket of a step
- * succeeded; the server errors, which the exchanges update in place, are backed up per bucket
- * so that a failed step can put them back. */
+ * succeeded: each bucket's exchange holds its commit (terse__icompressed_allreduce_held), and
+ * the step commits them all once every one of them succeeded, or none. */
 #include <terse/model.h>
 
 #include "coll/coll.h"
+#include "compress/compress.h"
 #include "core/alloc.h"
 #include "core/checksum.h"
 #include "model_kernels.h"
@@ -21,7 +22,6 @@ static void free_arrays(terse_model_h m)
     terse__free_scratch(m->stage, fl);
     terse__free_scratch(m->u, fl);
     terse__free_scratch(m->es, fl);
-    terse__free_scratch(m->es_backup, fl);
     size_t dl = (m->N64 ? m->N64 : 1) * sizeof(double);
     terse__free_scratch(m->ek64, dl);
     terse__free_scratch(m->avg64, dl);
@@ -44,6 +44,7 @@ void terse_model_destroy(terse_model_h m)
     terse__free(m->xoff);
     terse__free(m->off64);
     terse__free(m->ct);
+    terse__free(m->subtract);
     terse__free(m->reqs);
     terse__free(m->post_st);
     terse__free(m);
@@ -60,7 +61,8 @@ static terse_status_t layout(terse_model_h m, const terse_model_params_t *prm)
     m->xoff = terse__calloc(m->nt + 1, sizeof(size_t), "model x_t offsets");
     m->off64 = terse__calloc(m->nt + 1, sizeof(size_t), "model float64 offsets");
     m->ct = terse__calloc(nt1, sizeof(*m->ct), "model exchange tensors");
-    if (!m->t || !m->off || !m->xoff || !m->off64 || !m->ct)
+    m->subtract = terse__calloc(nt1, 1, "model in-place updates");
+    if (!m->t || !m->off || !m->xoff || !m->off64 || !m->ct || !m->subtract)
         return TERSE_ERR_NO_MEMORY;
     for (size_t j = 0; j < m->nt; j++) {
         const terse_model_tensor_t *t = &prm->tensors[j];
@@ -68,6 +70,7 @@ static terse_status_t layout(terse_model_h m, const terse_model_params_t *prm)
         if (!es || t->count > SIZE_MAX / 64 - m->off[j])
             return TERSE_ERR_INVALID_ARG;
         m->t[j] = *t;
+        m->subtract[j] = m->update_in_place && t->dtype == TERSE_DTYPE_FLOAT32;
         m->off[j + 1] = m->off[j] + t->count;
         m->xoff[j + 1] = m->xoff[j] + t->count * es;
         m->off64[j + 1] = m->off64[j] + (t->dtype == TERSE_DTYPE_FLOAT64 ? t->count : 0);
@@ -123,9 +126,7 @@ static terse_status_t alloc_arrays(terse_model_h m)
     if (ef && m->N64 && m->period &&
         !(m->avg64 = terse__alloc_scratch_with(na, dl, "model float64 e_k average")))
         return TERSE_ERR_NO_MEMORY;
-    if (m->double_way && (!(m->es = terse__alloc_scratch_with(na, fl, "model server errors e_s")) ||
-                          (m->nb > 1 &&
-                           !(m->es_backup = terse__alloc_scratch_with(na, fl, "model e_s backup")))))
+    if (m->double_way && !(m->es = terse__alloc_scratch_with(na, fl, "model server errors e_s")))
         return TERSE_ERR_NO_MEMORY;
     return TERSE_OK;
 }
@@ -154,6 +155,7 @@ terse_status_t terse_model_create(terse_comm_h comm, const terse_model_params_t 
     m->period = (prm->field_mask & TERSE_MODEL_FIELD_PERIOD) ? prm->period : 0;
     m->double_way = (prm->field_mask & TERSE_MODEL_FIELD_DOUBLE_WAY) && prm->double_way;
     m->nt = prm->ntensors;
+    m->update_in_place = terse__compress_has_subtract(&m->c);
     terse_status_t st = terse_compressor_format(&m->c, m->spec, sizeof(m->spec));
     if (st == TERSE_OK)
         st = layout(m, prm);
@@ -221,16 +223,12 @@ static terse_status_t post_bucket(terse_model_h m, size_t b, void *const *params
             .id = m->t[j].id,
             .count = v.count,
             .in = p ? v.stage : NULL, /* NULL: the collective rejects it on every rank */
-            .out = v.u ? v.u : p, /* float32: u lands in the parameters */
+            /* float32: u is subtracted from x_t in place, or lands in the parameters */
+            .out = v.u ? v.u : m->subtract[j] ? (float *)v.x : p,
             .worker_error = m->ek ? v.stage : NULL, /* Delta becomes Delta - C(Delta) */
             .server_error = m->es ? m->es + m->off[j] : NULL,
         };
     }
-    /* A lone bucket writes nothing when it fails, so only several buckets (one may commit
-     * while another fails) need e_s backed up: a memory pass over e_s saved otherwise. */
-    if (m->es && m->nb > 1 && m->off[hi] > m->off[lo])
-        memcpy(m->es_backup + m->off[lo], m->es + m->off[lo],
-               (m->off[hi] - m->off[lo]) * sizeof(float));
     terse_callreduce_params_t prm = {
         .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
         .tensors = m->ct + lo,
@@ -240,7 +238,7 @@ static terse_status_t post_bucket(terse_model_h m, size_t b, void *const *params
         .step = m->step,
     };
     terse__cmp_choice_apply(&m->choice, &prm);
-    m->post_st[b] = terse_icompressed_allreduce(m->comm, &prm, &m->reqs[b]);
+    m->post_st[b] = terse__icompressed_allreduce_held(m->comm, &prm, &m->reqs[b]);
     m->posted = b + 1;
     return m->post_st[b];
 }
@@ -268,26 +266,38 @@ size_t terse_model_posted(terse_model_h m)
     return m ? m->posted : 0;
 }
 
-/* Waits for every posted bucket; the first failure's status (its reason in the comm's last
- * error, prefixed with the bucket). */
+/* Waits for every posted bucket, then commits their exchanges if every one succeeded (each
+ * bucket's success is agreed by all ranks, so they all commit or none does) and drops them
+ * otherwise. The first failure's status (its reason in the comm's last error, prefixed with
+ * the bucket). */
 static terse_status_t wait_buckets(terse_model_h m, uint64_t *bytes_p)
 {
     terse_status_t first = TERSE_OK;
-    char why[512] = "";
+    size_t bad = 0;
     for (size_t b = 0; b < m->posted; b++) {
         terse_status_t st = m->post_st[b];
         if (m->reqs[b]) {
             terse_status_t w = terse_wait(m->reqs[b]);
             st = st != TERSE_OK ? st : w;
             *bytes_p += terse_request_bytes_sent(m->reqs[b]);
-            terse_request_free(m->reqs[b]);
-            m->reqs[b] = NULL;
         }
         if (st != TERSE_OK && first == TERSE_OK) {
             first = st;
-            snprintf(why, sizeof(why), "bucket %zu of %zu: %s", b, m->nb,
-                     terse_comm_last_error(m->comm));
+            bad = b;
         }
+    }
+    /* Only a commit's own failure (no scratch for a decode thread) can stop it now */
+    for (size_t b = 0; b < m->posted && first == TERSE_OK; b++) {
+        first = terse__compressed_commit(m->reqs[b], m->subtract + bucket_lo(m, b));
+        bad = b;
+    }
+    char why[512] = "";
+    if (first != TERSE_OK)
+        snprintf(why, sizeof(why), "bucket %zu of %zu: %s", bad, m->nb,
+                 terse_comm_last_error(m->comm));
+    for (size_t b = 0; b < m->posted; b++) {
+        terse_request_free(m->reqs[b]);
+        m->reqs[b] = NULL;
     }
     m->posted = 0;
     if (first != TERSE_OK)
@@ -340,8 +350,6 @@ terse_status_t terse_model_finish(terse_model_h m, void *const *params)
     uint64_t bytes = 0;
     terse_status_t st = wait_buckets(m, &bytes);
     if (st != TERSE_OK) {
-        if (m->es && m->nb > 1)
-            memcpy(m->es, m->es_backup, m->N * sizeof(float));
         terse__model_write_points(m, params); /* back to x_{t+1/2} */
         return st;
     }
@@ -350,11 +358,16 @@ terse_status_t terse_model_finish(terse_model_h m, void *const *params)
     int due = averaging_due(m);
     for (size_t j = 0; j < m->nt; j++) {
         terse__mtensor_t v = terse__model_view(m, j);
-        if (v.count)
+        if (v.count && !m->subtract[j])
             terse__model_commit(&v, params[j], saef(m), !due);
     }
     if (m->ek)
         terse__model_swap_errors(m); /* the remainders in stage are the new e_k */
+    for (size_t j = 0; j < m->nt && !due; j++) {
+        terse__mtensor_t v = terse__model_view(m, j);
+        if (v.count && m->subtract[j]) /* x_{t+1} is in place: the next point from it */
+            terse__model_point(&v, params[j], saef(m));
+    }
     if (!due)
         return TERSE_OK;
     st = average_errors(m);

@@ -15,6 +15,11 @@ struct terse_model {
     char spec[128]; /* canonical compressor spec, for checkpoints */
     uint64_t period;
     int double_way;
+    /* float32 tensors take their update in place: the exchange's commit makes x_t x_{t+1} by
+     * subtracting u from it (the codec subtracts; Top-K touches k entries), so u is never in
+     * memory and the commit only writes the next point. Else u lands in the parameters. */
+    int update_in_place;
+    unsigned char *subtract; /* nt: tensor j updated in place (terse__compressed_commit) */
     size_t nt;
     terse_model_tensor_t *t; /* nt tensors, in bucket order */
     size_t nb;
@@ -31,7 +36,6 @@ struct terse_model {
     float *u;         /* the exchanges' outputs (NULL when every tensor is float32: the
                        * parameters receive them) */
     float *es;        /* e_s (double-way) */
-    float *es_backup; /* e_s before this step's exchanges wrote it */
     double *ek64;     /* e_k of the float64 tensors */
     double *avg64;    /* their average (error averaging) */
     /* the step in flight */

@@ -96,7 +96,7 @@ static terse_status_t allgather_progress(terse_request_h req)
         /* fall through */
     case AG_CONFIRMING:
     default:
-        return terse__cplan_commit(req, 0, p->nseg);
+        return terse__cplan_finish(req, terse__cplan_commit, 0, p->nseg);
     }
 }
 

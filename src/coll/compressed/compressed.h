@@ -74,6 +74,28 @@ typedef struct terse__chier {
     float *stage;     /* leader: the host sum and one local input (the request's scratch2) */
 } terse__chier_t;
 
+/* A commit is the last step of every algorithm: it writes the caller's buffers once every
+ * participant confirmed. @serr_lo/@serr_hi: the segments whose server errors this rank
+ * computed (terse__cplan_commit); schedules that know their own ignore them. */
+typedef terse_status_t (*terse__ccommit_fn_t)(terse_request_h req, size_t serr_lo,
+                                             size_t serr_hi);
+
+/* A commit held back at the caller's request (terse__icompressed_allreduce_held): the
+ * request completes having validated and agreed on everything and written nothing, and the
+ * caller commits it later (terse__compressed_commit), or drops it by freeing the request. */
+typedef enum {
+    TERSE_CHOLD_NONE,      /* commit as the algorithm finishes */
+    TERSE_CHOLD_WANTED,    /* hold the commit when the algorithm reaches it */
+    TERSE_CHOLD_HELD,      /* reached: commit and range recorded, nothing written */
+    TERSE_CHOLD_COMMITTED, /* the caller committed */
+} terse__chold_phase_t;
+
+typedef struct terse__chold {
+    terse__chold_phase_t phase;
+    terse__ccommit_fn_t commit;
+    size_t serr_lo, serr_hi;
+} terse__chold_t;
+
 typedef struct terse__cplan {
     terse_compressor_t c;
     terse__crange_t range; /* c resolved once (plan_build); segments retarget copies of it */
@@ -120,6 +142,10 @@ typedef struct terse__cplan {
     const int *peer;     /* K comm ranks, or NULL (identity) */
     const terse__algo_t *algo; /* the flat algorithm chosen (the leaders' one in hier mode) */
     terse__chier_t hier;
+    terse__chold_t hold;
+    /* During a held commit: nt flags, tensor j's out = out - result where set (the caller
+     * applies an update in place), out = result elsewhere. NULL: out = result. */
+    const unsigned char *out_subtract;
 } terse__cplan_t;
 
 static inline terse__cplan_t *terse__cplan(terse_request_h req)
@@ -215,6 +241,11 @@ static inline void terse__cplan_add_srv(terse__cplan_t *p, const uint8_t *buf, s
  * [serr_lo, serr_hi) computed here). */
 terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi);
 
+/* Where every algorithm ends: runs @commit now, or records it for the hierarchy wrapper (the
+ * leaders' algorithm inside hier.c) or for the caller (a held commit). */
+terse_status_t terse__cplan_finish(terse_request_h req, terse__ccommit_fn_t commit,
+                                   size_t serr_lo, size_t serr_hi);
+
 /* The end of every algorithm: once this rank validated all it received, it confirms with
  * every participant (terse__req_confirm), and commits (terse__cplan_commit) when the
  * confirmations arrived, so nobody writes outputs while another rank fails. TERSE_OK: no
@@ -224,6 +255,12 @@ static inline terse_status_t terse__cplan_confirm(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     return terse__req_confirm(req, p->peer, p->K);
+}
+
+/* Whether tensor @j's output is subtracted from (see out_subtract). */
+static inline int terse__cplan_subtracts(const terse__cplan_t *p, size_t j)
+{
+    return p->out_subtract && p->out_subtract[j];
 }
 
 /* Comm rank of participant @q. */

@@ -158,8 +158,9 @@ static terse_status_t make_plan(terse_comm_h comm, const terse_callreduce_params
     return TERSE_OK;
 }
 
-terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params,
-                                           terse_request_h *req_p)
+/* @held: the request completes without writing the caller's buffers (terse__chold_t). */
+static terse_status_t post(terse_comm_h comm, const terse_callreduce_params_t *params, int held,
+                           terse_request_h *req_p)
 {
     terse_request_h req = NULL;
     if (!comm)
@@ -191,10 +192,52 @@ terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callre
     req->sig.count = p->N;
     req->sig.dtype = (uint8_t)TERSE_DTYPE_FLOAT32;
     req->sig.aux = signature_digest(p, hier);
+    if (held) {
+        p->hold.phase = TERSE_CHOLD_WANTED;
+        req->keep_state = 1;
+    }
     terse__req_start(req);
     *req_p = req;
     pthread_mutex_unlock(&comm->lock);
     return TERSE_OK;
+}
+
+terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params,
+                                           terse_request_h *req_p)
+{
+    return post(comm, params, 0, req_p);
+}
+
+terse_status_t terse__icompressed_allreduce_held(terse_comm_h comm,
+                                                 const terse_callreduce_params_t *params,
+                                                 terse_request_h *req_p)
+{
+    return post(comm, params, 1, req_p);
+}
+
+terse_status_t terse__compressed_commit(terse_request_h req, const unsigned char *subtract)
+{
+    if (!req)
+        return TERSE_ERR_INVALID_ARG;
+    terse_comm_h comm = req->comm;
+    pthread_mutex_lock(&comm->lock);
+    terse__cplan_t *p = req->keep_state && req->sig.coll == TERSE_COLL_COMPRESSED
+                            ? terse__cplan(req) : NULL;
+    terse_status_t st = req->done ? req->status : TERSE_ERR_INVALID_ARG;
+    if (st == TERSE_OK && (!p || p->hold.phase != TERSE_CHOLD_HELD))
+        st = terse__req_fail_quiet(req, TERSE_ERR_INVALID_ARG, "no held commit to run");
+    if (st == TERSE_OK) {
+        /* every peer confirmed already: a failure here (no scratch for a decode thread) is
+         * this rank's alone, so it is not announced */
+        req->quiet = 1;
+        p->out_subtract = subtract;
+        st = p->hold.commit(req, p->hold.serr_lo, p->hold.serr_hi);
+        p->out_subtract = NULL;
+        p->hold.phase = TERSE_CHOLD_COMMITTED;
+        terse__req_release_state(req);
+    }
+    pthread_mutex_unlock(&comm->lock);
+    return st;
 }
 
 terse_status_t terse_compressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params)

@@ -106,7 +106,8 @@ static terse_status_t dense_progress(terse_request_h req)
         /* fall through */
     case DENSE_CONFIRMING:
     default:
-        return terse__cplan_commit(req, p->own_seg[p->rank], p->own_seg[p->rank + 1]);
+        return terse__cplan_finish(req, terse__cplan_commit, p->own_seg[p->rank],
+                                   p->own_seg[p->rank + 1]);
     }
 }
 

@@ -63,7 +63,8 @@ static terse_status_t nonleader_progress(terse_request_h req)
             return req->status;
         /* fall through */
     default:
-        return terse__cplan_commit(req, 0, 0); /* e_s stays with the leaders */
+        /* e_s stays with the leaders */
+        return terse__cplan_finish(req, terse__cplan_commit, 0, 0);
     }
 }
 
@@ -140,7 +141,7 @@ static terse_status_t leader_progress(terse_request_h req)
         /* fall through */
     default:
         hs->defer_commit = 0;
-        return terse__cplan_commit(req, hs->commit_lo, hs->commit_hi);
+        return terse__cplan_finish(req, terse__cplan_commit, hs->commit_lo, hs->commit_hi);
     }
 }
 

@@ -156,7 +156,7 @@ static terse_status_t owner_progress(terse_request_h req)
         /* fall through */
     case OWN_CONFIRMING:
     default:
-        return terse__cplan_commit(req, lo, hi);
+        return terse__cplan_finish(req, terse__cplan_commit, lo, hi);
     }
 }
 

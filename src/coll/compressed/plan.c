@@ -289,7 +289,8 @@ static terse_status_t unpack_one(terse__cplan_t *p, const terse__cseg_t *g, cons
         a.op = TERSE__CDEC_ADD, a.out = acc + off;
         break;
     case TERSE_CPLAN_OUT:
-        a.op = TERSE__CDEC_SET, a.out = t->out;
+        a.op = terse__cplan_subtracts(p, g->tensor) ? TERSE__CDEC_SUBTRACT : TERSE__CDEC_SET;
+        a.out = t->out;
         break;
     case TERSE_CPLAN_WERR:
         if (t->worker_error)
@@ -498,11 +499,6 @@ terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_
 terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
     terse__cplan_t *p = terse__cplan(req);
-    if (p->hier.defer_commit) {
-        p->hier.commit_lo = serr_lo;
-        p->hier.commit_hi = serr_hi;
-        return TERSE_OK;
-    }
     /* worker errors first: they read the inputs, which an in-place output overwrites */
     for (size_t s = 0; s < p->nseg && p->direct_werr; s++)
         if (terse__cplan_unpack(req, p->wmsg + p->wseg_off[s], p->wseg_end[s] - p->wseg_off[s], s,
@@ -542,9 +538,32 @@ terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t s
         return TERSE_OK;
     }
     t0 = terse__prof_begin(&req->prof);
-    for (size_t j = 0; j < p->nt; j++)
-        if (p->t[j].count)
-            memmove(p->t[j].out, p->out + p->toff[j], p->t[j].count * sizeof(float));
+    for (size_t j = 0; j < p->nt; j++) {
+        float *o = p->t[j].out;
+        const float *u = p->out + p->toff[j];
+        if (terse__cplan_subtracts(p, j)) {
+            for (size_t i = 0; i < p->t[j].count; i++)
+                o[i] = o[i] - u[i];
+        } else if (p->t[j].count) {
+            memmove(o, u, p->t[j].count * sizeof(float));
+        }
+    }
     terse__prof_end(&req->prof, TERSE_PHASE_OUTPUT, t0, 4 * p->N, 4 * p->N);
     return TERSE_OK;
+}
+
+terse_status_t terse__cplan_finish(terse_request_h req, terse__ccommit_fn_t commit,
+                                   size_t serr_lo, size_t serr_hi)
+{
+    terse__cplan_t *p = terse__cplan(req);
+    if (p->hier.defer_commit) {
+        p->hier.commit_lo = serr_lo;
+        p->hier.commit_hi = serr_hi;
+        return TERSE_OK;
+    }
+    if (p->hold.phase == TERSE_CHOLD_WANTED) {
+        p->hold = (terse__chold_t){TERSE_CHOLD_HELD, commit, serr_lo, serr_hi};
+        return TERSE_OK;
+    }
+    return commit(req, serr_lo, serr_hi);
 }

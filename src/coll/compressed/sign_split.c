@@ -211,8 +211,11 @@ static terse_status_t check_results(terse_request_h req)
     return TERSE_OK;
 }
 
-static terse_status_t commit(terse_request_h req)
+/* terse__ccommit_fn_t: the schedule knows its own server-error range */
+static terse_status_t commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
+    (void)serr_lo;
+    (void)serr_hi;
     enum { PIECE = 4096 }; /* as the codec's set: zeros still in cache when added to */
     terse__cplan_t *p = terse__cplan(req);
     ssp_state_t *s = ssp_state(req);
@@ -226,6 +229,10 @@ static terse_status_t commit(terse_request_h req)
     if (t->server_error) { /* d - C(d) as d + (-C(d)), the codec's remainder */
         memcpy(t->server_error + lo, p->acc + lo, (hi - lo) * sizeof(float));
         kern->sign_add(s->bits + lo / 8, hi - lo, -s->scale, t->server_error + lo);
+    }
+    if (terse__cplan_subtracts(p, 0)) {
+        terse__sign_subtract(s->bits, p->N, s->scale, t->out);
+        return TERSE_OK;
     }
     for (size_t e = 0; e < p->N; e += PIECE) {
         size_t m = p->N - e < PIECE ? p->N - e : PIECE;
@@ -265,6 +272,6 @@ terse_status_t terse__csign_split_progress(terse_request_h req)
         /* fall through */
     case SSP_CONFIRMING:
     default:
-        return commit(req);
+        return terse__cplan_finish(req, commit, 0, 0);
     }
 }

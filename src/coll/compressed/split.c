@@ -473,8 +473,11 @@ static terse_status_t check_results(terse_request_h req)
     return TERSE_OK;
 }
 
-static terse_status_t commit(terse_request_h req)
+/* terse__ccommit_fn_t: the schedule knows its own server-error range */
+static terse_status_t commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
 {
+    (void)serr_lo;
+    (void)serr_hi;
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
     p->nsrv = 0;
@@ -498,14 +501,19 @@ static terse_status_t commit(terse_request_h req)
             memcpy(&t->server_error[x], &b, 4);
         }
     }
-    memset(t->out, 0, p->N * sizeof(float));
+    int sub = terse__cplan_subtracts(p, 0); /* out - (+0) is out: only the k entries change */
+    if (!sub)
+        memset(t->out, 0, p->N * sizeof(float));
     for (int q = 0; q < p->K; q++) {
         const uint8_t *m = q == me ? s->send : p->rbuf[q];
         uint64_t cnt;
         memcpy(&cnt, m, 8);
         list_cur_t cur = list_begin(m, sl_lo(p, q));
-        for (size_t j = 0; j < cnt; j++)
-            t->out[list_next(&cur)] = 0.0f + list_val(m, j);
+        for (size_t j = 0; j < cnt; j++) {
+            size_t x = list_next(&cur);
+            float u = 0.0f + list_val(m, j);
+            t->out[x] = sub ? t->out[x] - u : u;
+        }
     }
     return TERSE_OK;
 }
@@ -545,6 +553,6 @@ terse_status_t terse__csplit_progress(terse_request_h req)
         /* fall through */
     case SPL_CONFIRMING:
     default:
-        return commit(req);
+        return terse__cplan_finish(req, commit, 0, 0);
     }
 }
