@@ -31,15 +31,15 @@ static ag_state_t *ag_state(terse_request_h req)
 static terse_status_t post_chunks(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    int K = p->K, me = p->rank;
-    for (size_t c = 0; c < p->nchunk && K > 1; c++)
+    int K = p->geo.nparts, me = p->geo.me;
+    for (size_t c = 0; c < p->geo.nchunk && K > 1; c++)
         for (int q = 0; q < K; q++)
             if (q != me)
-                p->recv_at[c * (size_t)K + (size_t)q] =
-                    terse__cplan_recv_var(req, q, (uint16_t)c, p->rbuf[q] + p->chunk_cap[c],
-                                          p->chunk_cap[c + 1] - p->chunk_cap[c]);
-    for (size_t c = 0; c < p->nchunk; c++) {
-        size_t lo = p->chunk_seg[c], hi = p->chunk_seg[c + 1], wlen;
+                p->buf.recv_at[c * (size_t)K + (size_t)q] =
+                    terse__cplan_recv_var(req, q, (uint16_t)c, p->buf.recv[q] + p->geo.chunk_cap[c],
+                                          p->geo.chunk_cap[c + 1] - p->geo.chunk_cap[c]);
+    for (size_t c = 0; c < p->geo.nchunk; c++) {
+        size_t lo = p->geo.chunk_seg[c], hi = p->geo.chunk_seg[c + 1], wlen;
         if (terse__cplan_compress(req, lo, hi) != TERSE_OK)
             return req->status;
         const uint8_t *w = terse__cplan_wpart(p, lo, hi, &wlen);
@@ -53,20 +53,20 @@ static terse_status_t post_chunks(terse_request_h req)
 static terse_status_t reduce_all(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     for (int q = 0; q < K; q++) {
-        for (size_t c = 0; c < p->nchunk; c++) {
-            size_t lo = p->chunk_seg[c], hi = p->chunk_seg[c + 1], wlen;
-            const uint8_t *buf = p->rbuf[q] + p->chunk_cap[c];
+        for (size_t c = 0; c < p->geo.nchunk; c++) {
+            size_t lo = p->geo.chunk_seg[c], hi = p->geo.chunk_seg[c + 1], wlen;
+            const uint8_t *buf = p->buf.recv[q] + p->geo.chunk_cap[c];
             if (q == me)
                 buf = terse__cplan_wpart(p, lo, hi, &wlen);
             else
-                wlen = terse__req_received_len(req, p->recv_at[c * (size_t)K + (size_t)q]);
+                wlen = terse__req_received_len(req, p->buf.recv_at[c * (size_t)K + (size_t)q]);
             if (terse__cplan_split(req, q, buf, wlen, lo, hi) != TERSE_OK)
                 return req->status;
         }
     }
-    return terse__cplan_reduce_serve(req, 0, p->nseg);
+    return terse__cplan_reduce_serve(req, 0, p->geo.nseg);
 }
 
 static terse_status_t allgather_progress(terse_request_h req)
@@ -77,13 +77,13 @@ static terse_status_t allgather_progress(terse_request_h req)
 
     switch (s->phase) {
     case AG_START:
-        if (terse__cplan_layout(req, p->K > 1 ? p->chunk_cap[p->nchunk] : 0,
+        if (terse__cplan_layout(req, p->geo.nparts > 1 ? p->geo.chunk_cap[p->geo.nchunk] : 0,
                                 TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
             return req->status;
         s->phase = AG_GATHERING;
         if (post_chunks(req) != TERSE_OK)
             return req->status;
-        if (p->K > 1)
+        if (p->geo.nparts > 1)
             return TERSE_INPROGRESS;
         /* fall through */
     case AG_GATHERING:
@@ -96,7 +96,7 @@ static terse_status_t allgather_progress(terse_request_h req)
         /* fall through */
     case AG_CONFIRMING:
     default:
-        return terse__cplan_finish(req, terse__cplan_commit, 0, p->nseg);
+        return terse__cplan_finish(req, terse__cplan_commit, 0, p->geo.nseg);
     }
 }
 

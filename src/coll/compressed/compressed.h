@@ -96,55 +96,75 @@ typedef struct terse__chold {
     size_t serr_lo, serr_hi;
 } terse__chold_t;
 
-typedef struct terse__cplan {
-    terse_compressor_t c;
-    terse__crange_t range; /* c resolved once (plan_build); segments retarget copies of it */
+/* What the caller asked for, copied when the call is posted. */
+typedef struct terse__ccall {
+    terse_compressor_t compressor;
+    terse__crange_t range;     /* the compressor resolved once; segments retarget copies */
     int double_way;
     uint64_t step;
-    int K, rank;
-    size_t nt;
-    terse_ctensor_t *t;  /* owned copy of the caller's array, never rewritten */
-    const float *input;  /* what this rank compresses, in global element space; NULL: each
-                          * tensor's own in (hier.c: the leader's host average) */
-    size_t *toff;        /* nt + 1 global element offsets */
-    size_t N;            /* total elements */
-    terse__cseg_t *seg;
+    size_t ntensors;
+    terse_ctensor_t *tensors;  /* owned copy of the caller's array, never rewritten */
+    const float *input;        /* what this rank compresses, in global element space; NULL:
+                                * each tensor's own in (hier.c: the leader's host average) */
+} terse__ccall_t;
+
+/* Where every element goes: a function of the tensors' ids and counts, the compressor and the
+ * participants only, so the same for every step of a training run (error feedback sends the
+ * same list each time). The tensors are fused into one global element space. */
+typedef struct terse__cgeom {
+    int nparts, me;            /* participants (comm ranks, or hosts in hier mode); this one */
+    const int *peer;           /* nparts comm ranks (hier mode: the leaders), NULL: identity */
+    size_t *tensor_off;        /* ntensors + 1 global element offsets */
+    size_t nelems;             /* elements over all tensors */
+    terse__cseg_t *seg;        /* segments in global element order */
     size_t nseg;
-    size_t seg_cap;      /* most elements per segment when blocks allow (TERSE_PIPELINE_BYTES) */
-    size_t nblocks;      /* blocks over all tensors */
-    size_t *own_seg;     /* K + 1: owner r serves segments [own_seg[r], own_seg[r+1]) */
-    size_t *own_elem;    /* K + 1: ... and global elements [own_elem[r], own_elem[r+1]) */
-    size_t *own_cap;     /* K: packed-message capacity of owner r's segments */
-    size_t nchunk;       /* allgather pipeline: chunk c = segments [chunk_seg[c], chunk_seg[c+1]) */
-    size_t *chunk_seg;   /* nchunk + 1 */
-    size_t *chunk_cap;   /* nchunk + 1: packed capacity offsets of the chunks */
-    int any_werr, any_serr;
+    size_t seg_cap;            /* most elements per segment when blocks allow
+                                * (TERSE_PIPELINE_BYTES) */
+    size_t nblocks;            /* blocks over all tensors */
+    size_t *own_seg;           /* nparts + 1: owner r serves segments [own_seg[r], own_seg[r+1]) */
+    size_t *own_elem;          /* nparts + 1: ... and elements [own_elem[r], own_elem[r+1]) */
+    size_t *own_cap;           /* nparts: packed-message capacity of owner r's segments */
+    size_t nchunk;             /* allgather pipeline: chunk c = segments
+                                * [chunk_seg[c], chunk_seg[c+1]) */
+    size_t *chunk_seg;         /* nchunk + 1 */
+    size_t *chunk_cap;         /* nchunk + 1: packed capacity offsets of the chunks */
+    int any_werr, any_serr;    /* some tensor has a worker / server error buffer */
+} terse__cgeom_t;
+
+/* The buffers of one call, carved from the request's pooled scratch (terse__cplan_layout),
+ * and how much of them is filled. */
+typedef struct terse__cbufs {
     /* Direct commit: with a codec that rebuilds remainders, errors are written once a call
      * succeeded from the inputs and the messages (terse__decompress_remainder), and
      * double-way outputs are decoded from the server messages into the callers' buffers,
      * instead of being staged in full and copied: about three memory passes less per call. */
     int direct_werr, direct_serr, direct_out;
-    terse__cpart_t *parts; /* K x nseg: participant q's message of segment s (cplan_split) */
-    terse__csrv_t *srv;  /* direct_out: the server messages, K at most */
-    int nsrv;
-    /* carved from the request's pooled scratch */
-    uint8_t *wmsg;       /* this rank's packed worker message */
-    size_t *wseg_off, *wseg_end; /* nseg: byte range of each segment in wmsg */
-    size_t wfill;        /* bytes of wmsg compressed so far */
-    uint8_t *smsg;       /* packed server message of the segments computed here */
-    size_t smsg_len;
-    uint8_t **rbuf;      /* K receive buffers */
-    int *recv_at;        /* transfer index of each posted receive: [c * K + q] for chunk c from
-                          * participant q (allgather), [q] (owner schedules, per round) */
-    float *acc, *out, *werr, *serr, *cdense;
-    /* Hierarchical mode (hier.c): the algorithms run among one leader per host. K and rank
-     * are then the host count and this host's index, and peer[] maps them to comm ranks. */
-    const int *peer;     /* K comm ranks, or NULL (identity) */
+    uint8_t *worker_msg;       /* this rank's packed worker message */
+    size_t *worker_seg_off, *worker_seg_end; /* nseg: byte range of each segment in it */
+    size_t worker_fill;        /* bytes of worker_msg compressed so far */
+    uint8_t *server_msg;       /* packed server message of the segments computed here */
+    size_t server_len;
+    uint8_t **recv;            /* nparts receive buffers */
+    int *recv_at;              /* transfer index of each posted receive: [c * nparts + q] for
+                                * chunk c from participant q (allgather), [q] (owner schedules,
+                                * per round) */
+    terse__cpart_t *parts;     /* nparts x nseg: participant q's message of segment s */
+    terse__csrv_t *server_msgs; /* direct_out: the server messages, nparts at most */
+    int nserver_msgs;
+    float *acc;                /* the sum of the participants' C(Delta), then d = e_s + avg */
+    float *out, *werr, *serr;  /* staged outputs and errors (not direct) */
+    float *cdense;             /* the dense copy of this rank's C(Delta) (TERSE_CPLAN_DENSE) */
+} terse__cbufs_t;
+
+typedef struct terse__cplan {
+    terse__ccall_t call;
+    terse__cgeom_t geo;
+    terse__cbufs_t buf;
     const terse__algo_t *algo; /* the flat algorithm chosen (the leaders' one in hier mode) */
-    terse__chier_t hier;
+    terse__chier_t hier;       /* hier mode: nparts and me count hosts, peer maps to leaders */
     terse__chold_t hold;
-    /* During a held commit: nt flags, tensor j's out = out - result where set (the caller
-     * applies an update in place), out = result elsewhere. NULL: out = result. */
+    /* During a held commit: ntensors flags, tensor j's out = out - result where set (the
+     * caller applies an update in place), out = result elsewhere. NULL: out = result. */
     const unsigned char *out_subtract;
 } terse__cplan_t;
 
@@ -166,16 +186,17 @@ static inline terse_status_t terse__cplan_range(const terse__cplan_t *p, size_t 
                                                 size_t count, char *msg, size_t ml,
                                                 terse__crange_t *r)
 {
-    *r = p->range;
+    *r = p->call.range;
     r->msg = msg;
     r->msglen = ml;
-    return terse__crange_at(r, p->t[j].count, p->t[j].id, p->step, first, count);
+    return terse__crange_at(r, p->call.tensors[j].count, p->call.tensors[j].id, p->call.step, first,
+                            count);
 }
 
 /* What tensor @j's compression reads. */
 static inline const float *terse__cplan_in(const terse__cplan_t *p, size_t j)
 {
-    return p->input ? p->input + p->toff[j] : p->t[j].in;
+    return p->call.input ? p->call.input + p->geo.tensor_off[j] : p->call.tensors[j].in;
 }
 
 /* Flags of terse__cplan_layout. */
@@ -188,7 +209,7 @@ enum {
  * buffers. Decides the direct commit. Fails the request on no memory. */
 terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int flags);
 
-/* Compresses segments [lo, hi) of this rank's inputs into wmsg after what is there (worker
+/* Compresses segments [lo, hi) of this rank's inputs into worker_msg after what is there (worker
  * errors into werr when staged), polling the transport between segments so what was sent
  * travels meanwhile. */
 terse_status_t terse__cplan_compress(terse_request_h req, size_t lo, size_t hi);
@@ -216,8 +237,8 @@ static inline terse_status_t terse__cplan_add_packed(terse_request_h req, const 
 }
 
 /* For segments [s_lo, s_hi) (acc summed): avg = acc / K; single-way out = avg; double-way
- * compresses e_s + avg into smsg (packed) and, unless direct, the remainder into serr and
- * out = decode(smsg). */
+ * compresses e_s + avg into server_msg (packed) and, unless direct, the remainder into serr and
+ * out = decode(server_msg). */
 terse_status_t terse__cplan_serve(terse_request_h req, size_t s_lo, size_t s_hi);
 
 /* Indexes participant @q's packed message of segments [s_lo, s_hi) into parts (length
@@ -234,7 +255,7 @@ terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_
 static inline void terse__cplan_add_srv(terse__cplan_t *p, const uint8_t *buf, size_t len,
                                         size_t s_lo, size_t s_hi, int from)
 {
-    p->srv[p->nsrv++] = (terse__csrv_t){buf, len, s_lo, s_hi, from};
+    p->buf.server_msgs[p->buf.nserver_msgs++] = (terse__csrv_t){buf, len, s_lo, s_hi, from};
 }
 
 /* Writes the caller's buffers (outputs, worker errors, the server errors of segments
@@ -254,7 +275,7 @@ terse_status_t terse__cplan_finish(terse_request_h req, terse__ccommit_fn_t comm
 static inline terse_status_t terse__cplan_confirm(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    return terse__req_confirm(req, p->peer, p->K);
+    return terse__req_confirm(req, p->geo.peer, p->geo.nparts);
 }
 
 /* Whether tensor @j's output is subtracted from (see out_subtract). */
@@ -266,7 +287,7 @@ static inline int terse__cplan_subtracts(const terse__cplan_t *p, size_t j)
 /* Comm rank of participant @q. */
 static inline int terse__cplan_peer(const terse__cplan_t *p, int q)
 {
-    return p->peer ? p->peer[q] : q;
+    return p->geo.peer ? p->geo.peer[q] : q;
 }
 
 /* The engine's transfers, addressed by participant. Receives return the index the transfer
@@ -293,12 +314,12 @@ static inline int terse__cplan_recv_var(terse_request_h req, int q, uint16_t ste
     return at;
 }
 
-/* Byte range of segments [lo, hi) in wmsg (compressed one after the other). */
+/* Byte range of segments [lo, hi) in worker_msg (compressed one after the other). */
 static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t lo, size_t hi,
                                                size_t *len_p)
 {
-    *len_p = hi > lo ? p->wseg_end[hi - 1] - p->wseg_off[lo] : 0;
-    return p->wmsg + (hi > lo ? p->wseg_off[lo] : 0);
+    *len_p = hi > lo ? p->buf.worker_seg_end[hi - 1] - p->buf.worker_seg_off[lo] : 0;
+    return p->buf.worker_msg + (hi > lo ? p->buf.worker_seg_off[lo] : 0);
 }
 
 /* split.c: the owner schedule for one tensor of one Top-K block split over the owners

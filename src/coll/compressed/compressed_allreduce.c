@@ -37,29 +37,30 @@ static const terse__algo_t *select_algo(terse_compressed_algo_t want, const ters
 {
     if (want != TERSE_COMPRESSED_ALGO_AUTO)
         return by_choice[want];
-    int K = p->K;
-    int sign = p->c.kind == TERSE_COMPRESSOR_SIGN;
+    int K = p->geo.nparts;
+    int sign = p->call.compressor.kind == TERSE_COMPRESSOR_SIGN;
     if (K == 1)
         return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
     size_t wire = 0;
     for (int r = 0; r < K; r++)
-        wire += p->own_cap[r];
-    double density = p->N ? (double)wire / ((double)p->N * sizeof(float)) : 0.0;
+        wire += p->geo.own_cap[r];
+    double density = p->geo.nelems ? (double)wire / ((double)p->geo.nelems * sizeof(float)) : 0.0;
     /* Owners balance only when there are blocks enough to share out. */
-    int balanced = p->nblocks >= (size_t)(2 * K) && p->own_elem[1] > 0;
+    int balanced = p->geo.nblocks >= (size_t)(2 * K) && p->geo.own_elem[1] > 0;
     for (int r = 0; r < K && balanced; r++)
-        balanced = p->own_elem[r + 1] - p->own_elem[r] >= p->N / (size_t)(4 * K);
-    if (p->c.kind == TERSE_COMPRESSOR_NONE || p->c.kind == TERSE_COMPRESSOR_FP16 ||
-        p->c.kind == TERSE_COMPRESSOR_BF16 || density >= 0.5)
+        balanced = p->geo.own_elem[r + 1] - p->geo.own_elem[r] >= p->geo.nelems / (size_t)(4 * K);
+    if (p->call.compressor.kind == TERSE_COMPRESSOR_NONE ||
+        p->call.compressor.kind == TERSE_COMPRESSOR_FP16 ||
+        p->call.compressor.kind == TERSE_COMPRESSOR_BF16 || density >= 0.5)
         return &terse__cmp_dense_algo;
     /* Allgather moves (K-1)*wire per rank, owner schedules ~2*wire: owners win from K >= 3
      * when the work balances; single-way results travel densely from owners, so allgather
      * while K*density stays below the dense 2 (K-1)/K. */
     /* One block split over the owners by elements balances by construction. */
     int split = terse__csplit_applies(p) || terse__csign_split_applies(p);
-    if (p->double_way && K >= 3 && (balanced || split))
+    if (p->call.double_way && K >= 3 && (balanced || split))
         return sign ? &terse__cmp_sign_a2a_ag_algo : &terse__cmp_sparse_rs_ag_algo;
-    if (!p->double_way && K * density >= 1.0)
+    if (!p->call.double_way && K * density >= 1.0)
         return balanced ? &terse__cmp_sparse_rs_ag_algo : &terse__cmp_dense_algo;
     return sign ? &terse__cmp_sign_allgather_algo : &terse__cmp_sparse_allgather_algo;
 }
@@ -87,13 +88,17 @@ static uint64_t signature_digest(const terse__cplan_t *p, int hier)
 {
     char spec[256] = "";
     /* seg_cap: TERSE_PIPELINE_BYTES decides how the message splits into segments */
-    uint64_t h, v[6] = {(uint64_t)p->double_way, p->step, p->algo ? p->algo->id : 0,
-                        p->peer ? (uint64_t)p->any_werr : 0, p->seg_cap, (uint64_t)hier};
-    terse_compressor_format(&p->c, spec, sizeof(spec));
+    uint64_t h, v[6] = {(uint64_t)p->call.double_way,
+                        p->call.step,
+                        p->algo ? p->algo->id : 0,
+                        p->geo.peer ? (uint64_t)p->geo.any_werr : 0,
+                        p->geo.seg_cap,
+                        (uint64_t)hier};
+    terse_compressor_format(&p->call.compressor, spec, sizeof(spec));
     h = terse__digest(spec, strlen(spec), 0x7e55e);
     h = terse__digest(v, sizeof(v), h);
-    for (size_t j = 0; j < p->nt; j++) {
-        uint64_t t[2] = {p->t[j].id, p->t[j].count};
+    for (size_t j = 0; j < p->call.ntensors; j++) {
+        uint64_t t[2] = {p->call.tensors[j].id, p->call.tensors[j].count};
         h = terse__digest(t, sizeof(t), h);
     }
     return h;
@@ -102,7 +107,8 @@ static uint64_t signature_digest(const terse__cplan_t *p, int hier)
 static terse_status_t check_params(terse_comm_h comm, const terse_callreduce_params_t *prm)
 {
     if (!prm)
-        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG, "NULL params");
+        return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
+                                  "NULL params");
     if (!prm->compressor)
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, TERSE_ERR_INVALID_ARG,
                                   "NULL compressor");
@@ -153,7 +159,7 @@ static terse_status_t make_plan(terse_comm_h comm, const terse_callreduce_params
     }
     for (int h = 0; h < comm->cross_size; h++)
         leaders[h] = comm->hosts.order[comm->hosts.host_first[h]];
-    p->peer = leaders;
+    p->geo.peer = leaders;
     *plan_p = p;
     return TERSE_OK;
 }
@@ -187,9 +193,9 @@ static terse_status_t post(terse_comm_h comm, const terse_callreduce_params_t *p
         return terse__coll_reject(comm, TERSE_COLL_COMPRESSED, st, "no memory for the plan");
     }
     req->algo_data = p;
-    req->count = p->N;
+    req->count = p->geo.nelems;
     req->dtype = TERSE_DTYPE_FLOAT32;
-    req->sig.count = p->N;
+    req->sig.count = p->geo.nelems;
     req->sig.dtype = (uint8_t)TERSE_DTYPE_FLOAT32;
     req->sig.aux = signature_digest(p, hier);
     if (held) {
@@ -202,7 +208,8 @@ static terse_status_t post(terse_comm_h comm, const terse_callreduce_params_t *p
     return TERSE_OK;
 }
 
-terse_status_t terse_icompressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params,
+terse_status_t terse_icompressed_allreduce(terse_comm_h comm,
+                                           const terse_callreduce_params_t *params,
                                            terse_request_h *req_p)
 {
     return post(comm, params, 0, req_p);
@@ -240,7 +247,8 @@ terse_status_t terse__compressed_commit(terse_request_h req, const unsigned char
     return st;
 }
 
-terse_status_t terse_compressed_allreduce(terse_comm_h comm, const terse_callreduce_params_t *params)
+terse_status_t terse_compressed_allreduce(terse_comm_h comm,
+                                          const terse_callreduce_params_t *params)
 {
     terse_request_h req = NULL;
     terse_status_t st = terse_icompressed_allreduce(comm, params, &req);

@@ -28,28 +28,29 @@ static dense_state_t *dense_state(terse_request_h req)
 
 static size_t own_len(const terse__cplan_t *p, int r)
 {
-    return p->own_elem[r + 1] - p->own_elem[r];
+    return p->geo.own_elem[r + 1] - p->geo.own_elem[r];
 }
 
 /* C(Delta_k) decoded densely, then each owner's range to its owner. */
 static terse_status_t post_ranges(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t wlen;
     if (terse__cplan_layout(req, own_len(p, me) * sizeof(float), TERSE_CPLAN_DENSE) != TERSE_OK ||
-        terse__cplan_compress(req, 0, p->nseg) != TERSE_OK)
+        terse__cplan_compress(req, 0, p->geo.nseg) != TERSE_OK)
         return req->status;
-    memset(p->cdense, 0, p->N * sizeof(float));
-    const uint8_t *w = terse__cplan_wpart(p, 0, p->nseg, &wlen);
-    if (terse__cplan_add_packed(req, w, wlen, 0, p->nseg, p->cdense, me, 0) != TERSE_OK)
+    memset(p->buf.cdense, 0, p->geo.nelems * sizeof(float));
+    const uint8_t *w = terse__cplan_wpart(p, 0, p->geo.nseg, &wlen);
+    if (terse__cplan_add_packed(req, w, wlen, 0, p->geo.nseg, p->buf.cdense, me, 0) != TERSE_OK)
         return req->status;
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_recv(req, q, 0, p->rbuf[q], own_len(p, me) * sizeof(float));
+            terse__cplan_recv(req, q, 0, p->buf.recv[q], own_len(p, me) * sizeof(float));
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_send(req, q, 0, p->cdense + p->own_elem[q], own_len(p, q) * sizeof(float));
+            terse__cplan_send(req, q, 0, p->buf.cdense + p->geo.own_elem[q],
+                              own_len(p, q) * sizeof(float));
     return TERSE_OK;
 }
 
@@ -57,23 +58,24 @@ static terse_status_t post_ranges(terse_request_h req)
 static terse_status_t serve_and_post_results(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    int K = p->K, me = p->rank;
-    size_t e0 = p->own_elem[me], n = own_len(p, me);
-    float *acc = p->acc + e0;
+    int K = p->geo.nparts, me = p->geo.me;
+    size_t e0 = p->geo.own_elem[me], n = own_len(p, me);
+    float *acc = p->buf.acc + e0;
     memset(acc, 0, n * sizeof(float));
     for (int q = 0; q < K; q++) {
-        const float *src = q == me ? p->cdense + e0 : (const float *)p->rbuf[q];
+        const float *src = q == me ? p->buf.cdense + e0 : (const float *)p->buf.recv[q];
         for (size_t i = 0; i < n; i++)
             acc[i] += src[i];
     }
-    if (terse__cplan_serve(req, p->own_seg[me], p->own_seg[me + 1]) != TERSE_OK)
+    if (terse__cplan_serve(req, p->geo.own_seg[me], p->geo.own_seg[me + 1]) != TERSE_OK)
         return req->status;
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_recv(req, q, 1, p->out + p->own_elem[q], own_len(p, q) * sizeof(float));
+            terse__cplan_recv(req, q, 1, p->buf.out + p->geo.own_elem[q],
+                              own_len(p, q) * sizeof(float));
     for (int q = 0; q < K; q++)
         if (q != me)
-            terse__cplan_send(req, q, 1, p->out + e0, n * sizeof(float));
+            terse__cplan_send(req, q, 1, p->buf.out + e0, n * sizeof(float));
     return TERSE_OK;
 }
 
@@ -88,14 +90,14 @@ static terse_status_t dense_progress(terse_request_h req)
         s->phase = DENSE_RANGES;
         if (post_ranges(req) != TERSE_OK)
             return req->status;
-        if (p->K > 1)
+        if (p->geo.nparts > 1)
             return TERSE_INPROGRESS;
         /* fall through */
     case DENSE_RANGES:
         s->phase = DENSE_RESULTS;
         if (serve_and_post_results(req) != TERSE_OK)
             return req->status;
-        if (p->K > 1)
+        if (p->geo.nparts > 1)
             return TERSE_INPROGRESS;
         /* fall through */
     case DENSE_RESULTS:
@@ -106,8 +108,8 @@ static terse_status_t dense_progress(terse_request_h req)
         /* fall through */
     case DENSE_CONFIRMING:
     default:
-        return terse__cplan_finish(req, terse__cplan_commit, p->own_seg[p->rank],
-                                   p->own_seg[p->rank + 1]);
+        return terse__cplan_finish(req, terse__cplan_commit, p->geo.own_seg[p->geo.me],
+                                   p->geo.own_seg[p->geo.me + 1]);
     }
 }
 

@@ -23,9 +23,10 @@ enum { STEP_UP = 1000, STEP_OUT = 1001, STEP_WERR = 1002 };
  * out by the leaders' algorithm, which may grow (move) it. */
 static void gather_inputs(const terse__cplan_t *p, float *dst)
 {
-    for (size_t j = 0; j < p->nt; j++)
-        if (p->t[j].count)
-            memcpy(dst + p->toff[j], p->t[j].in, p->t[j].count * sizeof(float));
+    for (size_t j = 0; j < p->call.ntensors; j++)
+        if (p->call.tensors[j].count)
+            memcpy(dst + p->geo.tensor_off[j], p->call.tensors[j].in,
+                   p->call.tensors[j].count * sizeof(float));
 }
 
 /* Nobody commits before every rank of the communicator holds a validated result: a leader's
@@ -40,7 +41,7 @@ static terse_status_t nonleader_progress(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     int leader = req->comm->hosts.local_ranks[0];
-    size_t N = p->N;
+    size_t N = p->geo.nelems;
 
     switch (p->hier.phase) {
     case TERSE_CHIER_START: {
@@ -49,12 +50,12 @@ static terse_status_t nonleader_progress(terse_request_h req)
         if (!h)
             return req->status;
         gather_inputs(p, h);
-        p->out = h + N;
-        p->werr = p->any_werr ? h + 2 * N : NULL;
+        p->buf.out = h + N;
+        p->buf.werr = p->geo.any_werr ? h + 2 * N : NULL;
         p->hier.phase = TERSE_CHIER_DOWN;
-        terse__req_recv(req, leader, STEP_OUT, p->out, N * sizeof(float));
-        if (p->werr)
-            terse__req_recv(req, leader, STEP_WERR, p->werr, N * sizeof(float));
+        terse__req_recv(req, leader, STEP_OUT, p->buf.out, N * sizeof(float));
+        if (p->buf.werr)
+            terse__req_recv(req, leader, STEP_WERR, p->buf.werr, N * sizeof(float));
         terse__req_send(req, leader, STEP_UP, h, N * sizeof(float));
         return TERSE_INPROGRESS;
     }
@@ -77,7 +78,7 @@ static terse_status_t reduce_host(terse_request_h req)
     terse__chier_t *hs = &p->hier;
     const int *locals = req->comm->hosts.local_ranks;
     int L = req->comm->local_size;
-    size_t N = p->N;
+    size_t N = p->geo.nelems;
     float *h = hs->stage;
     if (hs->phase == TERSE_CHIER_START) {
         h = hs->stage = terse__req_scratch2(req, (L > 1 ? 2 : 1) * N * sizeof(float));
@@ -118,7 +119,7 @@ static terse_status_t leader_progress(terse_request_h req)
         st = reduce_host(req);
         if (st != TERSE_OK)
             return st;
-        p->input = hs->stage;
+        p->call.input = hs->stage;
         hs->defer_commit = 1;
         hs->phase = TERSE_CHIER_INNER;
         /* fall through */
@@ -128,9 +129,10 @@ static terse_status_t leader_progress(terse_request_h req)
             return st;
         hs->phase = TERSE_CHIER_DOWN;
         for (int i = 1; i < L; i++) {
-            terse__req_send(req, locals[i], STEP_OUT, p->out, p->N * sizeof(float));
-            if (p->any_werr)
-                terse__req_send(req, locals[i], STEP_WERR, p->werr, p->N * sizeof(float));
+            terse__req_send(req, locals[i], STEP_OUT, p->buf.out, p->geo.nelems * sizeof(float));
+            if (p->geo.any_werr)
+                terse__req_send(req, locals[i], STEP_WERR, p->buf.werr,
+                                p->geo.nelems * sizeof(float));
         }
         if (L > 1)
             return TERSE_INPROGRESS;

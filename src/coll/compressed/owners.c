@@ -32,7 +32,7 @@ static own_state_t *own_state(terse_request_h req)
 
 static size_t own_len(const terse__cplan_t *p, int r)
 {
-    return p->own_elem[r + 1] - p->own_elem[r];
+    return p->geo.own_elem[r + 1] - p->geo.own_elem[r];
 }
 
 /* Round 1: each owner's part leaves as soon as it is compressed, starting with the next
@@ -40,21 +40,23 @@ static size_t own_len(const terse__cplan_t *p, int r)
 static terse_status_t post_parts(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t cap = 0, wlen;
     for (int r = 0; r < K; r++)
-        cap = p->own_cap[r] > cap ? p->own_cap[r] : cap;
+        cap = p->geo.own_cap[r] > cap ? p->geo.own_cap[r] : cap;
     if (terse__cplan_layout(req, K > 1 ? cap : 0, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
         return req->status;
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 0, p->rbuf[q], p->own_cap[me]);
+            p->buf.recv_at[q] =
+                terse__cplan_recv_var(req, q, 0, p->buf.recv[q], p->geo.own_cap[me]);
     for (int i = 1; i <= K; i++) {
         int q = (me + i) % K;
-        if (terse__cplan_compress(req, p->own_seg[q], p->own_seg[q + 1]) != TERSE_OK)
+        if (terse__cplan_compress(req, p->geo.own_seg[q], p->geo.own_seg[q + 1]) != TERSE_OK)
             return req->status;
         if (q != me) {
-            const uint8_t *w = terse__cplan_wpart(p, p->own_seg[q], p->own_seg[q + 1], &wlen);
+            const uint8_t *w =
+                terse__cplan_wpart(p, p->geo.own_seg[q], p->geo.own_seg[q + 1], &wlen);
             terse__cplan_send(req, q, 0, w, wlen);
         }
     }
@@ -65,12 +67,12 @@ static terse_status_t post_parts(terse_request_h req)
 static terse_status_t serve_and_post_results(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    int K = p->K, me = p->rank;
-    size_t lo = p->own_seg[me], hi = p->own_seg[me + 1], wlen;
+    int K = p->geo.nparts, me = p->geo.me;
+    size_t lo = p->geo.own_seg[me], hi = p->geo.own_seg[me + 1], wlen;
     for (int q = 0; q < K; q++) {
-        const uint8_t *buf = q == me ? terse__cplan_wpart(p, lo, hi, &wlen) : p->rbuf[q];
+        const uint8_t *buf = q == me ? terse__cplan_wpart(p, lo, hi, &wlen) : p->buf.recv[q];
         if (q != me)
-            wlen = terse__req_received_len(req, p->recv_at[q]);
+            wlen = terse__req_received_len(req, p->buf.recv_at[q]);
         if (terse__cplan_split(req, q, buf, wlen, lo, hi) != TERSE_OK)
             return req->status;
     }
@@ -79,19 +81,20 @@ static terse_status_t serve_and_post_results(terse_request_h req)
     for (int q = 0; q < K; q++) {
         if (q == me)
             continue;
-        if (p->double_way)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 1, p->rbuf[q], p->own_cap[q]);
+        if (p->call.double_way)
+            p->buf.recv_at[q] = terse__cplan_recv_var(req, q, 1, p->buf.recv[q], p->geo.own_cap[q]);
         else
-            p->recv_at[q] = terse__cplan_recv(req, q, 1, p->out + p->own_elem[q],
+            p->buf.recv_at[q] = terse__cplan_recv(req, q, 1, p->buf.out + p->geo.own_elem[q],
                                               own_len(p, q) * sizeof(float));
     }
     for (int q = 0; q < K; q++) {
         if (q == me)
             continue;
-        if (p->double_way)
-            terse__cplan_send(req, q, 1, p->smsg, p->smsg_len);
+        if (p->call.double_way)
+            terse__cplan_send(req, q, 1, p->buf.server_msg, p->buf.server_len);
         else
-            terse__cplan_send(req, q, 1, p->out + p->own_elem[me], own_len(p, me) * sizeof(float));
+            terse__cplan_send(req, q, 1, p->buf.out + p->geo.own_elem[me],
+                              own_len(p, me) * sizeof(float));
     }
     return TERSE_OK;
 }
@@ -101,20 +104,21 @@ static terse_status_t serve_and_post_results(terse_request_h req)
 static terse_status_t take_results(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
-    for (int q = 0; q < p->K && p->double_way; q++) {
-        if (q == p->rank)
+    for (int q = 0; q < p->geo.nparts && p->call.double_way; q++) {
+        if (q == p->geo.me)
             continue;
-        size_t len = terse__req_received_len(req, p->recv_at[q]);
-        size_t s_lo = p->own_seg[q], s_hi = p->own_seg[q + 1];
-        if (p->direct_out) {
-            if (terse__cplan_unpack(req, p->rbuf[q], len, s_lo, s_hi, TERSE_CPLAN_CHECK, NULL, q,
-                                    1) != TERSE_OK)
+        size_t len = terse__req_received_len(req, p->buf.recv_at[q]);
+        size_t s_lo = p->geo.own_seg[q], s_hi = p->geo.own_seg[q + 1];
+        if (p->buf.direct_out) {
+            if (terse__cplan_unpack(req, p->buf.recv[q], len, s_lo, s_hi, TERSE_CPLAN_CHECK, NULL,
+                                    q, 1) != TERSE_OK)
                 return req->status;
-            terse__cplan_add_srv(p, p->rbuf[q], len, s_lo, s_hi, q);
+            terse__cplan_add_srv(p, p->buf.recv[q], len, s_lo, s_hi, q);
             continue;
         }
-        memset(p->out + p->own_elem[q], 0, own_len(p, q) * sizeof(float));
-        if (terse__cplan_add_packed(req, p->rbuf[q], len, s_lo, s_hi, p->out, q, 1) != TERSE_OK)
+        memset(p->buf.out + p->geo.own_elem[q], 0, own_len(p, q) * sizeof(float));
+        if (terse__cplan_add_packed(req, p->buf.recv[q], len, s_lo, s_hi, p->buf.out, q, 1) !=
+            TERSE_OK)
             return req->status;
     }
     return TERSE_OK;
@@ -124,7 +128,7 @@ static terse_status_t owner_progress(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     own_state_t *s = own_state(req);
-    size_t lo = p->own_seg[p->rank], hi = p->own_seg[p->rank + 1];
+    size_t lo = p->geo.own_seg[p->geo.me], hi = p->geo.own_seg[p->geo.me + 1];
     terse_status_t st;
 
     if (terse__csplit_applies(p)) /* a single block: split it, not one owner for it all */
@@ -136,14 +140,14 @@ static terse_status_t owner_progress(terse_request_h req)
         s->phase = OWN_PARTS;
         if (post_parts(req) != TERSE_OK)
             return req->status;
-        if (p->K > 1)
+        if (p->geo.nparts > 1)
             return TERSE_INPROGRESS;
         /* fall through */
     case OWN_PARTS:
         s->phase = OWN_RESULTS;
         if (serve_and_post_results(req) != TERSE_OK)
             return req->status;
-        if (p->K > 1)
+        if (p->geo.nparts > 1)
             return TERSE_INPROGRESS;
         /* fall through */
     case OWN_RESULTS:

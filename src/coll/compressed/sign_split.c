@@ -58,14 +58,14 @@ static size_t nchunks(size_t n)
 
 static size_t ch_lo(const terse__cplan_t *p, int r)
 {
-    return terse__part_off(nchunks(p->N), p->K, r);
+    return terse__part_off(nchunks(p->geo.nelems), p->geo.nparts, r);
 }
 
 /* First element of slice r (slice K ends at N). */
 static size_t el_lo(const terse__cplan_t *p, int r)
 {
     size_t e = ch_lo(p, r) * (size_t)TERSE_SIGN_CHUNK;
-    return e < p->N ? e : p->N;
+    return e < p->geo.nelems ? e : p->geo.nelems;
 }
 
 static size_t sl_bytes(const terse__cplan_t *p, int r)
@@ -75,12 +75,13 @@ static size_t sl_bytes(const terse__cplan_t *p, int r)
 
 int terse__csign_split_applies(const terse__cplan_t *p)
 {
-    int pass = (p->c.field_mask & TERSE_COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH)
-                   ? p->c.nonfinite_passthrough
+    int pass = (p->call.compressor.field_mask & TERSE_COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH)
+                   ? p->call.compressor.nonfinite_passthrough
                    : terse__config()->nonfinite_passthrough;
     /* every owner gets a chunk at least */
-    return p->K > 1 && !p->peer && p->double_way && p->nt == 1 && p->nblocks == 1 &&
-           p->c.kind == TERSE_COMPRESSOR_SIGN && !pass && nchunks(p->N) >= (size_t)p->K;
+    return p->geo.nparts > 1 && !p->geo.peer && p->call.double_way && p->call.ntensors == 1 &&
+           p->geo.nblocks == 1 && p->call.compressor.kind == TERSE_COMPRESSOR_SIGN && !pass &&
+           nchunks(p->geo.nelems) >= (size_t)p->geo.nparts;
 }
 
 /* Padding bits past the block's end must be clear (as the codec's validation). */
@@ -95,8 +96,8 @@ static terse_status_t post_parts(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     ssp_state_t *s = ssp_state(req);
-    int K = p->K, me = p->rank;
-    size_t n = p->N, maxb = 0;
+    int K = p->geo.nparts, me = p->geo.me;
+    size_t n = p->geo.nelems, maxb = 0;
     s->nch = nchunks(n);
     for (int r = 0; r < K; r++)
         maxb = sl_bytes(p, r) > maxb ? sl_bytes(p, r) : maxb;
@@ -111,11 +112,11 @@ static terse_status_t post_parts(terse_request_h req)
     s->send = s->bits + bytes;
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv(req, q, 0, p->rbuf[q], 4 + sl_bytes(p, me));
+            p->buf.recv_at[q] = terse__cplan_recv(req, q, 0, p->buf.recv[q], 4 + sl_bytes(p, me));
     if (terse__cplan_compress(req, 0, 1) != TERSE_OK)
         return req->status;
     /* this rank's message: [u64 length][header][scale f32][bitmap] */
-    const uint8_t *w = p->wmsg + 8 + TERSE__WIRE_HEADER_SIZE;
+    const uint8_t *w = p->buf.worker_msg + 8 + TERSE__WIRE_HEADER_SIZE;
     for (int i = 1; i <= K; i++) { /* own part last, everyone starting with a different owner */
         int r = (me + i) % K;
         uint8_t *o = s->send + (size_t)r * (4 + maxb);
@@ -124,7 +125,7 @@ static terse_status_t post_parts(terse_request_h req)
         if (r != me)
             terse__cplan_send(req, r, 0, o, 4 + sl_bytes(p, r));
         else
-            p->recv_at[me] = (int)((size_t)r * (4 + maxb)); /* own part: offset in the area */
+            p->buf.recv_at[me] = (int)((size_t)r * (4 + maxb)); /* own part: offset in the area */
     }
     return TERSE_OK;
 }
@@ -135,21 +136,21 @@ static terse_status_t reduce_and_post_partials(terse_request_h req)
     terse__cplan_t *p = terse__cplan(req);
     ssp_state_t *s = ssp_state(req);
     const terse__ckernels_t *kern = terse__ckernels();
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t lo = el_lo(p, me), hi = el_lo(p, me + 1);
-    float *a = p->acc;
+    float *a = p->buf.acc;
     memset(a + lo, 0, (hi - lo) * sizeof(float));
     for (int q = 0; q < K; q++) {
-        const uint8_t *m = q == me ? s->send + p->recv_at[me] : p->rbuf[q];
+        const uint8_t *m = q == me ? s->send + p->buf.recv_at[me] : p->buf.recv[q];
         float sc;
         memcpy(&sc, m, 4);
         if (!(isfinite(sc) && sc >= 0.0f) || bad_padding(p, me, m + 4))
-            return terse__req_fail(req, TERSE_ERR_CORRUPT, "message from rank %d: %s",
-                                   terse__cplan_peer(p, q),
-                                   bad_padding(p, me, m + 4) ? "padding bits set" : "invalid scale");
+            return terse__req_fail(
+                req, TERSE_ERR_CORRUPT, "message from rank %d: %s", terse__cplan_peer(p, q),
+                bad_padding(p, me, m + 4) ? "padding bits set" : "invalid scale");
         kern->sign_add(m + 4, hi - lo, sc, a + lo);
     }
-    const float kf = (float)K, *es = p->t[0].server_error;
+    const float kf = (float)K, *es = p->call.tensors[0].server_error;
     if (es)
         for (size_t i = lo; i < hi; i++)
             a[i] = es[i] + a[i] / kf;
@@ -160,7 +161,7 @@ static terse_status_t reduce_and_post_partials(terse_request_h req)
     (void)terse__sign_partials(a + lo, hi - lo, s->part + c0); /* non-finite: seen in R2 */
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv(req, q, 1, s->part + ch_lo(p, q),
+            p->buf.recv_at[q] = terse__cplan_recv(req, q, 1, s->part + ch_lo(p, q),
                                               8 * (ch_lo(p, q + 1) - ch_lo(p, q)));
     for (int q = 0; q < K; q++)
         if (q != me)
@@ -173,7 +174,7 @@ static terse_status_t pack_and_post_results(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     ssp_state_t *s = ssp_state(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     for (int q = 0; q < K; q++)
         for (size_t c = ch_lo(p, q); c < ch_lo(p, q + 1); c++) {
             if (s->part[c] >= 0.0 && s->part[c] < INFINITY)
@@ -182,16 +183,16 @@ static terse_status_t pack_and_post_results(terse_request_h req)
                 return terse__req_fail(req, TERSE_ERR_NONFINITE,
                                        "server compression: tensor %u: NaN or Inf in e_s + avg "
                                        "(elements of rank %d's slice)",
-                                       p->t[0].id, terse__cplan_peer(p, q));
+                                       p->call.tensors[0].id, terse__cplan_peer(p, q));
             return terse__req_fail(req, TERSE_ERR_CORRUPT, "partial sums from rank %d invalid",
                                    terse__cplan_peer(p, q));
         }
-    s->scale = terse__sign_scale(s->part, s->nch, p->N);
+    s->scale = terse__sign_scale(s->part, s->nch, p->geo.nelems);
     size_t lo = el_lo(p, me), hi = el_lo(p, me + 1);
-    terse__ckernels()->sign_pack(p->acc + lo, hi - lo, s->scale, s->bits + lo / 8, NULL, NULL);
+    terse__ckernels()->sign_pack(p->buf.acc + lo, hi - lo, s->scale, s->bits + lo / 8, NULL, NULL);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv(req, q, 2, s->bits + el_lo(p, q) / 8,
+            p->buf.recv_at[q] = terse__cplan_recv(req, q, 2, s->bits + el_lo(p, q) / 8,
                                               sl_bytes(p, q));
     for (int q = 0; q < K; q++)
         if (q != me)
@@ -203,8 +204,8 @@ static terse_status_t check_results(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     ssp_state_t *s = ssp_state(req);
-    for (int q = 0; q < p->K; q++)
-        if (q != p->rank && bad_padding(p, q, s->bits + el_lo(p, q) / 8))
+    for (int q = 0; q < p->geo.nparts; q++)
+        if (q != p->geo.me && bad_padding(p, q, s->bits + el_lo(p, q) / 8))
             return terse__req_fail(req, TERSE_ERR_CORRUPT,
                                    "server message from rank %d: padding bits set",
                                    terse__cplan_peer(p, q));
@@ -220,22 +221,22 @@ static terse_status_t commit(terse_request_h req, size_t serr_lo, size_t serr_hi
     terse__cplan_t *p = terse__cplan(req);
     ssp_state_t *s = ssp_state(req);
     const terse__ckernels_t *kern = terse__ckernels();
-    p->nsrv = 0;
+    p->buf.nserver_msgs = 0;
     /* worker errors (they read the inputs, which an in-place output overwrites) */
     if (terse__cplan_commit(req, 0, 0) != TERSE_OK)
         return req->status;
-    const terse_ctensor_t *t = &p->t[0];
-    size_t lo = el_lo(p, p->rank), hi = el_lo(p, p->rank + 1);
+    const terse_ctensor_t *t = &p->call.tensors[0];
+    size_t lo = el_lo(p, p->geo.me), hi = el_lo(p, p->geo.me + 1);
     if (t->server_error) { /* d - C(d) as d + (-C(d)), the codec's remainder */
-        memcpy(t->server_error + lo, p->acc + lo, (hi - lo) * sizeof(float));
+        memcpy(t->server_error + lo, p->buf.acc + lo, (hi - lo) * sizeof(float));
         kern->sign_add(s->bits + lo / 8, hi - lo, -s->scale, t->server_error + lo);
     }
     if (terse__cplan_subtracts(p, 0)) {
-        terse__sign_subtract(s->bits, p->N, s->scale, t->out);
+        terse__sign_subtract(s->bits, p->geo.nelems, s->scale, t->out);
         return TERSE_OK;
     }
-    for (size_t e = 0; e < p->N; e += PIECE) {
-        size_t m = p->N - e < PIECE ? p->N - e : PIECE;
+    for (size_t e = 0; e < p->geo.nelems; e += PIECE) {
+        size_t m = p->geo.nelems - e < PIECE ? p->geo.nelems - e : PIECE;
         memset(t->out + e, 0, m * sizeof(float));
         kern->sign_add(s->bits + e / 8, m, s->scale, t->out + e);
     }

@@ -60,7 +60,7 @@ static spl_state_t *spl_state(terse_request_h req)
 
 static size_t sl_lo(const terse__cplan_t *p, int r)
 {
-    return terse__part_off(p->N, p->K, r);
+    return terse__part_off(p->geo.nelems, p->geo.nparts, r);
 }
 
 static uint32_t key_of(float x)
@@ -72,15 +72,16 @@ static uint32_t key_of(float x)
 
 static int passthrough(const terse__cplan_t *p)
 {
-    return (p->c.field_mask & TERSE_COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH)
-               ? p->c.nonfinite_passthrough
+    return (p->call.compressor.field_mask & TERSE_COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH)
+               ? p->call.compressor.nonfinite_passthrough
                : terse__config()->nonfinite_passthrough;
 }
 
 int terse__csplit_applies(const terse__cplan_t *p)
 {
-    return p->K > 1 && !p->peer && p->double_way && p->nt == 1 && p->nblocks == 1 &&
-           p->c.kind == TERSE_COMPRESSOR_TOPK && !passthrough(p) && p->N >= (size_t)p->K;
+    return p->geo.nparts > 1 && !p->geo.peer && p->call.double_way && p->call.ntensors == 1 &&
+           p->geo.nblocks == 1 && p->call.compressor.kind == TERSE_COMPRESSOR_TOPK &&
+           !passthrough(p) && p->geo.nelems >= (size_t)p->geo.nparts;
 }
 
 /* A received list: well formed, indices in [lo, hi), values finite. NULL on a malformed one. */
@@ -135,8 +136,8 @@ static terse_status_t post_parts(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
-    int K = p->K, me = p->rank;
-    size_t n = p->N, k = terse__compress_k(p->c.ratio, n);
+    int K = p->geo.nparts, me = p->geo.me;
+    size_t n = p->geo.nelems, k = terse__compress_k(p->call.compressor.ratio, n);
     s->k = k;
     size_t rcap = list_cap(k);
     if (terse__cplan_layout(req, rcap, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
@@ -152,18 +153,18 @@ static terse_status_t post_parts(terse_request_h req)
     size_t lo_me = sl_lo(p, me), hi_me = sl_lo(p, me + 1);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 0, p->rbuf[q],
+            p->buf.recv_at[q] = terse__cplan_recv_var(req, q, 0, p->buf.recv[q],
                                                   list_cap(hi_me - lo_me < k ? hi_me - lo_me : k));
     if (terse__cplan_compress(req, 0, 1) != TERSE_OK)
         return req->status;
     uint64_t wl;
-    memcpy(&wl, p->wmsg, 8);
+    memcpy(&wl, p->buf.worker_msg, 8);
     const uint64_t *idx;
     char msg[256] = "";
     terse__crange_t rg;
     if (terse__cplan_range(p, 0, 0, 1, msg, sizeof(msg), &rg) != TERSE_OK ||
-        terse__topk_single_indices(&rg, terse__cview_local(), p->wmsg + 8, (size_t)wl, &idx) !=
-            TERSE_OK)
+        terse__topk_single_indices(&rg, terse__cview_local(), p->buf.worker_msg + 8, (size_t)wl,
+                                   &idx) != TERSE_OK)
         return terse__req_fail(req, TERSE_ERR_INTERNAL, "own message: %s", msg);
     const float *in = terse__cplan_in(p, 0);
     uint8_t *w = s->send;
@@ -174,7 +175,7 @@ static terse_status_t post_parts(terse_request_h req)
             j++;
         size_t len = list_put(w, sl_lo(p, r), NULL, idx + j0, j - j0, in);
         if (r == me)
-            p->recv_at[me] = (int)(w - s->send); /* own part: offset in the area */
+            p->buf.recv_at[me] = (int)(w - s->send); /* own part: offset in the area */
         else
             terse__cplan_send(req, r, 0, w, len);
         w += len;
@@ -187,19 +188,19 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k;
-    float *a = p->acc;
+    float *a = p->buf.acc;
     memset(a + lo, 0, (hi - lo) * sizeof(float));
     for (int q = 0; q < K; q++) {
         const uint8_t *m;
         size_t len, cnt;
         if (q == me) {
-            m = s->send + p->recv_at[me];
+            m = s->send + p->buf.recv_at[me];
             len = list_len(m);
         } else {
-            m = p->rbuf[q];
-            len = terse__req_received_len(req, p->recv_at[q]);
+            m = p->buf.recv[q];
+            len = terse__req_received_len(req, p->buf.recv_at[q]);
         }
         if (!list_check(req, m, len, lo, hi, k, &cnt, q, "message"))
             return req->status;
@@ -207,7 +208,7 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         for (size_t j = 0; j < cnt; j++)
             a[list_next(&c)] += list_val(m, j);
     }
-    const float kf = (float)K, *es = p->t[0].server_error;
+    const float kf = (float)K, *es = p->call.tensors[0].server_error;
     int bad = 0;
     if (es)
         for (size_t i = lo; i < hi; i++)
@@ -238,11 +239,11 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
     if (bad)
         return terse__req_fail(req, TERSE_ERR_NONFINITE,
                                "server compression: tensor %u: NaN or Inf in e_s + avg",
-                               p->t[0].id);
+                               p->call.tensors[0].id);
     memcpy(s->bound + 16 * (size_t)me, b, 16);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv(req, q, 1, s->bound + 16 * (size_t)q, 16);
+            p->buf.recv_at[q] = terse__cplan_recv(req, q, 1, s->bound + 16 * (size_t)q, 16);
     for (int q = 0; q < K; q++)
         if (q != me)
             terse__cplan_send(req, q, 1, s->bound + 16 * (size_t)me, 16);
@@ -254,7 +255,7 @@ static terse_status_t post_keys(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k;
     uint32_t L = 0;
     size_t k2 = (k + (size_t)K - 1) / (size_t)K;
@@ -286,7 +287,7 @@ static terse_status_t post_keys(terse_request_h req)
     uint8_t *w = s->send;
     uint32_t *kw = (uint32_t *)(w + 16);
     uint64_t gt = 0, eq = 0;
-    const float *a = p->acc;
+    const float *a = p->buf.acc;
     for (size_t i = lo; i < hi; i++) {
         uint32_t x = key_of(a[i]);
         if (x > L) {
@@ -300,7 +301,7 @@ static terse_status_t post_keys(terse_request_h req)
     memcpy(w + 8, &eq, 8);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 2, p->rbuf[q], 16 + 4 * k);
+            p->buf.recv_at[q] = terse__cplan_recv_var(req, q, 2, p->buf.recv[q], 16 + 4 * k);
     for (int q = 0; q < K; q++)
         if (q != me)
             terse__cplan_send(req, q, 2, w, 16 + 4 * gt);
@@ -340,12 +341,12 @@ static terse_status_t gather_keys(terse_request_h req, size_t *total_p, size_t *
 {
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t k = s->k, total = 0, eqL_total = 0;
     uint32_t L = s->L;
     for (int q = 0; q < K; q++) {
-        const uint8_t *m = q == me ? s->send : p->rbuf[q];
-        size_t len = q == me ? 0 : terse__req_received_len(req, p->recv_at[q]);
+        const uint8_t *m = q == me ? s->send : p->buf.recv[q];
+        size_t len = q == me ? 0 : terse__req_received_len(req, p->buf.recv_at[q]);
         uint64_t g, e;
         if (q != me && len < 16)
             return terse__req_fail(req, TERSE_ERR_CORRUPT, "keys from rank %d truncated",
@@ -377,8 +378,8 @@ static terse_status_t gather_keys(terse_request_h req, size_t *total_p, size_t *
 static size_t ties_below(const terse__cplan_t *p, uint32_t T, uint32_t L)
 {
     size_t before = 0;
-    for (int q = 0; q < p->rank; q++) {
-        const uint8_t *m = p->rbuf[q];
+    for (int q = 0; q < p->geo.me; q++) {
+        const uint8_t *m = p->buf.recv[q];
         size_t c = 0;
         if (T == L) {
             uint64_t e;
@@ -402,7 +403,7 @@ static terse_status_t select_and_post_results(terse_request_h req)
 {
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
-    int K = p->K, me = p->rank;
+    int K = p->geo.nparts, me = p->geo.me;
     size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1), k = s->k, total = 0, eqL_total = 0;
     uint32_t L = s->L;
     terse_status_t st = gather_keys(req, &total, &eqL_total);
@@ -425,7 +426,7 @@ static terse_status_t select_and_post_results(terse_request_h req)
     size_t need = k - above, before = ties_below(p, T, L);
     size_t mine_eq = need > before ? need - before : 0;
     /* this owner's kept pairs, in index order */
-    const float *a = p->acc;
+    const float *a = p->buf.acc;
     uint32_t *ip = s->keys; /* the keys are done with */
     size_t cnt = 0;
     for (size_t i = lo; i < hi; i++) {
@@ -437,7 +438,7 @@ static terse_status_t select_and_post_results(terse_request_h req)
     size_t wlen = list_put(w, lo, ip, NULL, cnt, a);
     for (int q = 0; q < K; q++)
         if (q != me)
-            p->recv_at[q] = terse__cplan_recv_var(req, q, 3, p->rbuf[q], list_cap(k));
+            p->buf.recv_at[q] = terse__cplan_recv_var(req, q, 3, p->buf.recv[q], list_cap(k));
     for (int q = 0; q < K; q++)
         if (q != me)
             terse__cplan_send(req, q, 3, w, wlen);
@@ -449,13 +450,13 @@ static terse_status_t check_results(terse_request_h req)
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
     size_t total = 0, cnt;
-    for (int q = 0; q < p->K; q++) {
-        const uint8_t *m = q == p->rank ? s->send : p->rbuf[q];
+    for (int q = 0; q < p->geo.nparts; q++) {
+        const uint8_t *m = q == p->geo.me ? s->send : p->buf.recv[q];
         size_t len;
-        if (q == p->rank) {
+        if (q == p->geo.me) {
             len = list_len(m);
         } else {
-            len = terse__req_received_len(req, p->recv_at[q]);
+            len = terse__req_received_len(req, p->buf.recv_at[q]);
         }
         if (!list_check(req, m, len, sl_lo(p, q), sl_lo(p, q + 1), s->k, &cnt, q,
                         "server message"))
@@ -480,14 +481,14 @@ static terse_status_t commit(terse_request_h req, size_t serr_lo, size_t serr_hi
     (void)serr_hi;
     terse__cplan_t *p = terse__cplan(req);
     spl_state_t *s = spl_state(req);
-    p->nsrv = 0;
+    p->buf.nserver_msgs = 0;
     /* worker errors (they read the inputs, which an in-place output overwrites) */
     if (terse__cplan_commit(req, 0, 0) != TERSE_OK)
         return req->status;
-    const terse_ctensor_t *t = &p->t[0];
-    int me = p->rank;
+    const terse_ctensor_t *t = &p->call.tensors[0];
+    int me = p->geo.me;
     size_t lo = sl_lo(p, me), hi = sl_lo(p, me + 1);
-    const float *a = p->acc;
+    const float *a = p->buf.acc;
     uint64_t c;
     memcpy(&c, s->send, 8);
     if (t->server_error) {
@@ -503,9 +504,9 @@ static terse_status_t commit(terse_request_h req, size_t serr_lo, size_t serr_hi
     }
     int sub = terse__cplan_subtracts(p, 0); /* out - (+0) is out: only the k entries change */
     if (!sub)
-        memset(t->out, 0, p->N * sizeof(float));
-    for (int q = 0; q < p->K; q++) {
-        const uint8_t *m = q == me ? s->send : p->rbuf[q];
+        memset(t->out, 0, p->geo.nelems * sizeof(float));
+    for (int q = 0; q < p->geo.nparts; q++) {
+        const uint8_t *m = q == me ? s->send : p->buf.recv[q];
         uint64_t cnt;
         memcpy(&cnt, m, 8);
         list_cur_t cur = list_begin(m, sl_lo(p, q));
