@@ -1,7 +1,5 @@
 #include "progress.hpp"
 
-#include <sched.h>
-
 #include <stdexcept>
 #include <vector>
 
@@ -64,10 +62,16 @@ void Progress::run() {
         }
       }
     }
+    // Nothing moved: wait on one running request, which spins for TERSE_SPIN_US and then
+    // sleeps until the network has an event, instead of spinning on the cores the ranks share.
+    // Outside the C lock, so posts go on; the next poll reads any failure under it.
+    terse_request_h wait_on = nullptr;
+    for (size_t i = 0; !moved && !wait_on && i < batch.size(); i++)
+      wait_on = batch[i]->running();
+    if (wait_on)
+      (void)terse_wait_for(wait_on, 0.002);
     batch.clear();
     done.clear(); // the last reference may go here: requests are freed outside both locks
-    if (!moved)
-      sched_yield();
   }
 }
 

@@ -32,6 +32,13 @@ class WorkTerse : public c10d::Work {
   bool poll_prepare();
   // Then, outside that lock: the epilogue, and completion of the Work and its Future.
   void poll_finish();
+  // Progress thread: a request still running (to wait on while nothing moves), or nullptr.
+  terse_request_h running() const {
+    for (auto& r : reqs_)
+      if (!r.done)
+        return r.req;
+    return nullptr;
+  }
   // Completes at once (nothing to wait for, or a failure before any request).
   void complete(std::exception_ptr e = nullptr);
 

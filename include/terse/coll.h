@@ -116,8 +116,18 @@ TERSE_API terse_status_t terse_ibarrier(terse_comm_h comm, terse_request_h *req_
  */
 TERSE_API terse_status_t terse_test(terse_request_h req);
 
-/** Block until @p req completes; returns what terse_test would. */
+/**
+ * Block until @p req completes; returns what terse_test would. An idle wait polls the network
+ * for TERSE_SPIN_US, then sleeps until the next network event, so ranks sharing cores leave
+ * them to the ones with work.
+ */
 TERSE_API terse_status_t terse_wait(terse_request_h req);
+
+/**
+ * terse_wait for at most @p timeout_s seconds: TERSE_INPROGRESS if @p req is still running
+ * then (a framework's progress thread waits so, between checks of its other work).
+ */
+TERSE_API terse_status_t terse_wait_for(terse_request_h req, double timeout_s);
 
 /** Release a completed request. Freeing one in flight cancels it (its buffers stay borrowed
  * until terse_comm_destroy). */

@@ -119,6 +119,40 @@ static void start_pool(terse_comm_h comm)
     terse_log_debug("rank %d: %d compression threads", comm->rank, terse__pool_size());
 }
 
+/* Spin-then-block, the end of every idle wait's turn (lock held, and held again on return):
+ * after progress that did something, wake the sleepers (their event may be the one consumed);
+ * after TERSE_SPIN_US without any, sleep on the transport's event fd, at most @max_ms so that
+ * timeouts, aborts and dead local peers are still seen by the next progress. Ranks that
+ * share cores (oversubscribed, or a framework's threads) then leave them to the ranks with
+ * work, and to the kernel's network stack. */
+enum { TERSE_IDLE_SLEEP_MS = 5 };
+
+static void idle_turn(terse_comm_h comm, unsigned progressed, double *idle_since, int max_ms)
+{
+    if (progressed) {
+        *idle_since = 0;
+        if (comm->sleepers)
+            terse__tp_wake(&comm->tp);
+        pthread_mutex_unlock(&comm->lock);
+        pthread_mutex_lock(&comm->lock);
+        return;
+    }
+    double now = terse__now(), spin = terse__config()->spin_us * 1e-6;
+    if (*idle_since == 0)
+        *idle_since = now;
+    if (spin < 0 || now - *idle_since < spin || max_ms <= 0 || !terse__tp_arm(&comm->tp)) {
+        pthread_mutex_unlock(&comm->lock);
+        sched_yield(); /* the ranks sharing our cores run */
+        pthread_mutex_lock(&comm->lock);
+        return;
+    }
+    comm->sleepers++;
+    pthread_mutex_unlock(&comm->lock);
+    terse__tp_sleep(&comm->tp, max_ms < TERSE_IDLE_SLEEP_MS ? max_ms : TERSE_IDLE_SLEEP_MS);
+    pthread_mutex_lock(&comm->lock);
+    comm->sleepers--;
+}
+
 static void *progress_main(void *arg)
 {
     terse_comm_h comm = arg;
@@ -126,16 +160,14 @@ static void *progress_main(void *arg)
         terse__topo_bind_thread(comm->topo, &comm->plan) != TERSE_OK)
         terse_log_warn("rank %d: progress thread left unbound", comm->rank);
     pthread_mutex_lock(&comm->lock);
+    double idle = 0;
     while (!comm->stopping) {
         if (terse__abort_idle(comm)) {
             pthread_cond_wait(&comm->cond, &comm->lock);
+            idle = 0;
             continue;
         }
-        unsigned n = terse__comm_progress_locked(comm);
-        pthread_mutex_unlock(&comm->lock);
-        if (!n)
-            sched_yield(); /* let the ranks sharing our cores run */
-        pthread_mutex_lock(&comm->lock);
+        idle_turn(comm, terse__comm_progress_locked(comm), &idle, TERSE_IDLE_SLEEP_MS);
     }
     pthread_mutex_unlock(&comm->lock);
     return NULL;
@@ -307,6 +339,7 @@ terse_status_t terse_comm_destroy(terse_comm_h comm)
         pthread_mutex_lock(&comm->lock);
         comm->stopping = 1;
         pthread_cond_signal(&comm->cond);
+        terse__tp_wake(&comm->tp); /* out of an idle sleep */
         pthread_mutex_unlock(&comm->lock);
         pthread_join(comm->progress_thread, NULL);
     }
@@ -361,21 +394,28 @@ terse_status_t terse_test(terse_request_h req)
     return st;
 }
 
-terse_status_t terse_wait(terse_request_h req)
+terse_status_t terse_wait_for(terse_request_h req, double timeout_s)
 {
     if (!req)
         return TERSE_ERR_INVALID_ARG;
     terse_comm_h comm = req->comm;
+    double idle = 0, end = terse__now() + (timeout_s > 0 ? timeout_s : 0);
+    pthread_mutex_lock(&comm->lock);
     for (;;) {
-        pthread_mutex_lock(&comm->lock);
         unsigned n = req->done ? 0 : terse__comm_progress_locked(comm);
         terse_status_t st = req->status;
-        pthread_mutex_unlock(&comm->lock);
-        if (st != TERSE_INPROGRESS)
+        double left = timeout_s >= 0 ? end - terse__now() : 1.0;
+        if (st != TERSE_INPROGRESS || left <= 0) {
+            pthread_mutex_unlock(&comm->lock);
             return st;
-        if (!n)
-            sched_yield(); /* oversubscribed ranks: give the core to a peer */
+        }
+        idle_turn(comm, n, &idle, (int)(left * 1e3));
     }
+}
+
+terse_status_t terse_wait(terse_request_h req)
+{
+    return terse_wait_for(req, -1.0);
 }
 
 void terse_request_free(terse_request_h req)

@@ -104,6 +104,7 @@ struct terse_comm {
     pthread_cond_t cond;
     pthread_t progress_thread;
     int has_progress_thread;
+    int sleepers; /* threads in an idle wait's sleep on the transport's event fd */
     volatile int stopping;
     terse__abort_t abort; /* requests in flight and the failure protocol (abort.c) */
     terse__buf_t pool[TERSE_POOL_MAX]; /* collective scratch (scratch.c) */

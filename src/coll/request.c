@@ -160,6 +160,8 @@ terse_status_t terse__req_start_at(terse_request_h req, uint32_t seq)
     terse_status_t st = terse__req_advance(req);
     if (comm->has_progress_thread)
         pthread_cond_signal(&comm->cond);
+    if (comm->sleepers)
+        terse__tp_wake(&comm->tp); /* a sleeping progress thread has a new request to drive */
     return st == TERSE_INPROGRESS ? TERSE_OK : st;
 }
 

@@ -82,6 +82,9 @@ static const cfg_entry_t cfg_table[] = {
      "seconds a collective waits for a peer before TERSE_ERR_TIMEOUT"},
     {"TERSE_PROGRESS_THREAD", "0", CFG_INT, FIELD(progress_thread),
      "1: a background thread drives UCX progress"},
+    {"TERSE_SPIN_US", "200", CFG_DOUBLE, FIELD(spin_us),
+     "microseconds a waiting thread polls the network before it sleeps until the next event "
+     "(ranks that share cores then leave them to the ranks with work); negative: never sleep"},
     {"TERSE_THREADS", "0", CFG_INT, FIELD(threads),
      "threads per rank that compress and decode blocks in parallel (results identical to 1); "
      "0 = the cores of the rank's cpuset over the ranks of its host that share them"},

@@ -30,6 +30,7 @@ typedef struct terse__config {
     int log_level;
     double timeout;          /* seconds a collective waits for a peer */
     int progress_thread;     /* 0/1 */
+    double spin_us;          /* idle waits poll this long before they sleep; < 0: never sleep */
     int threads;             /* compression threads per rank, 0 = from the cpuset */
     char host_id[256];       /* "" = hostname + boot id */
     char allreduce_algo[32]; /* auto|recursive_doubling|ring */

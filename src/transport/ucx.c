@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -134,7 +135,7 @@ static ucs_status_t create_context(terse__tp_t *tp, const char *net_devices, cha
 {
     ucp_params_t params = {
         .field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED,
-        .features = UCP_FEATURE_TAG | UCP_FEATURE_RMA,
+        .features = UCP_FEATURE_TAG | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP,
         .mt_workers_shared = 0,
     };
     int user = terse__tp_user_net_devices();
@@ -170,6 +171,12 @@ static ucs_status_t create_context(terse__tp_t *tp, const char *net_devices, cha
                 snprintf(tp->devices, sizeof(tp->devices), "all (UCX's choice)");
             terse_log_debug("rank %d: UCX network devices %s", tp->rank, tp->devices);
             return UCS_OK;
+        }
+        if (!restrict_to && (params.features & UCP_FEATURE_WAKEUP)) {
+            terse_log_debug("rank %d: ucp_init with wakeup: %s; idle waits keep polling",
+                            tp->rank, ucs_status_string(us));
+            params.features &= ~(uint64_t)UCP_FEATURE_WAKEUP;
+            continue;
         }
         if (!restrict_to) {
             snprintf(err, errlen, "ucp_init: %s", ucs_status_string(us));
@@ -346,6 +353,12 @@ terse_status_t terse__tp_init(terse__tp_t *tp, struct terse__bootstrap *bs, cons
         snprintf(err, errlen, "ucp_worker_create: %s", ucs_status_string(us));
         goto err_context;
     }
+    tp->event_fd = -1;
+    int efd = -1;
+    if (ucp_worker_get_efd(worker, &efd) == UCS_OK)
+        tp->event_fd = efd;
+    else
+        terse_log_debug("rank %d: no UCX event fd: idle waits keep polling", tp->rank);
     us = ucp_worker_get_address(terse__tp_ucp_worker(tp), &addr, &addr_len);
     if (us != UCS_OK) {
         snprintf(err, errlen, "ucp_worker_get_address: %s", ucs_status_string(us));
@@ -409,6 +422,24 @@ void terse__tp_fini(terse__tp_t *tp)
 unsigned terse__tp_progress(terse__tp_t *tp)
 {
     return ucp_worker_progress(terse__tp_ucp_worker(tp));
+}
+
+int terse__tp_arm(terse__tp_t *tp)
+{
+    return tp->event_fd >= 0 && ucp_worker_arm(terse__tp_ucp_worker(tp)) == UCS_OK;
+}
+
+void terse__tp_sleep(const terse__tp_t *tp, int ms)
+{
+    struct pollfd p = {.fd = tp->event_fd, .events = POLLIN};
+    if (tp->event_fd >= 0)
+        (void)poll(&p, 1, ms);
+}
+
+void terse__tp_wake(terse__tp_t *tp)
+{
+    if (tp->event_fd >= 0)
+        (void)ucp_worker_signal(terse__tp_ucp_worker(tp));
 }
 
 void terse__tp_send_cb(void *request, ucs_status_t status, void *user_data)

@@ -74,6 +74,7 @@ typedef struct terse__tp {
     int *local_pid; /* pid of same-host peers, 0 for remote ones */
     int rank;
     int size;
+    int event_fd;    /* readable when the worker has an event (UCX wakeup), -1: none */
     char tls[256];   /* transports in use, for terse_info and logs */
     char devices[256]; /* network devices UCX may use and who chose them, for logs */
     /* Where RMA slabs come from (NUMA-local, see src/topo); NULL: plain scratch. Set after
@@ -107,6 +108,16 @@ void terse__tp_fini(terse__tp_t *tp);
 
 /* Progress the worker; returns nonzero if something happened. */
 unsigned terse__tp_progress(terse__tp_t *tp);
+
+/* Sleeping until the network has something (spin-then-block waits). Under the caller's lock
+ * (as every other call here): terse__tp_arm returns 1 when nothing is pending and the event
+ * fd will wake a sleeper, 0 when the caller should progress again (or has no wakeup).
+ * terse__tp_sleep needs no lock: it waits on the fd for at most @ms milliseconds.
+ * terse__tp_wake (under the lock) wakes the sleepers, e.g. after another thread's progress
+ * consumed the event they were waiting for. */
+int terse__tp_arm(terse__tp_t *tp);
+void terse__tp_sleep(const terse__tp_t *tp, int ms);
+void terse__tp_wake(terse__tp_t *tp);
 
 /* Nonblocking contiguous or 2-part (iov) tag send/recv. @op must be IDLE; on return it is
  * PENDING or DONE (immediate completion or immediate error, see op->status). */

@@ -111,6 +111,30 @@ static terse_status_t plan_chunks(terse__cplan_t *p)
     return TERSE_OK;
 }
 
+/* The segments: each tensor's blocks in order, consecutive blocks of one owner merged up to
+ * seg_cap elements. */
+static void plan_segments(terse__cplan_t *p)
+{
+    terse__cgeom_t *g = &p->geo;
+    for (size_t j = 0; j < p->call.ntensors; j++) {
+        size_t n = p->call.tensors[j].count, nb = terse__compress_nblocks(&p->call.compressor, n),
+               bs = block_size_of(&p->call.compressor, n);
+        for (size_t b = 0; b < nb; b++) {
+            size_t start = b * bs, len = n - start < bs ? n - start : bs;
+            int o = owner_of(g->tensor_off[j] + start, g->nelems, g->nparts);
+            terse__cseg_t *last = g->nseg ? &g->seg[g->nseg - 1] : NULL;
+            if (last && last->tensor == j && last->owner == o &&
+                (!g->seg_cap || last->elem_len + len <= g->seg_cap)) {
+                last->count++;
+                last->elem_len += len;
+                continue;
+            }
+            g->seg[g->nseg++] = (terse__cseg_t){.tensor = j, .first = b, .count = 1,
+                                                .elem_off = start, .elem_len = len, .owner = o};
+        }
+    }
+}
+
 static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_params_t *params,
                                  int K_, int rank)
 {
@@ -157,23 +181,7 @@ static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_param
         terse__calloc(nblk + 1, sizeof(size_t), "compressed allreduce segments");
     if (!p->geo.seg || !p->buf.worker_seg_off || !p->buf.worker_seg_end)
         return TERSE_ERR_NO_MEMORY;
-    for (size_t j = 0; j < p->call.ntensors; j++) {
-        size_t n = p->call.tensors[j].count, nb = terse__compress_nblocks(&p->call.compressor, n),
-               bs = block_size_of(&p->call.compressor, n);
-        for (size_t b = 0; b < nb; b++) {
-            size_t start = b * bs, len = n - start < bs ? n - start : bs;
-            int o = owner_of(p->geo.tensor_off[j] + start, p->geo.nelems, p->geo.nparts);
-            terse__cseg_t *last = p->geo.nseg ? &p->geo.seg[p->geo.nseg - 1] : NULL;
-            if (last && last->tensor == j && last->owner == o &&
-                (!p->geo.seg_cap || last->elem_len + len <= p->geo.seg_cap)) {
-                last->count++;
-                last->elem_len += len;
-                continue;
-            }
-            p->geo.seg[p->geo.nseg++] = (terse__cseg_t){.tensor = j, .first = b, .count = 1,
-                                                .elem_off = start, .elem_len = len, .owner = o};
-        }
-    }
+    plan_segments(p);
     /* owners are monotone along the segments: owner r's segments and elements are contiguous */
     size_t s = 0;
     for (int r = 0; r < p->geo.nparts; r++) {
