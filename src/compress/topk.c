@@ -452,27 +452,37 @@ static terse_status_t topk_validate(const terse__crange_t *r, terse__cview_t *w,
     return TERSE_OK;
 }
 
-static void topk_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
-                     float *acc)
+/* The kept values of every block applied at their indices of @out: out += c (add) or
+ * out = out - (0 + c) (subtract; elsewhere c is +0 and out - (+0) is out itself, -0 too, so
+ * nothing else is touched). Inlined into both with @subtract constant. */
+static inline void apply_kept(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
+                              float *out, int subtract)
 {
-    (void)len;
     const size_t *used = w->used.ptr; /* the view validate left */
     const uint64_t *idx = w->idx.ptr;
     for (size_t i = 0; i < r->count; i++) {
         size_t b = r->first + i, nb = terse__crange_block_len(r, b);
         size_t k = terse__compress_k(r->c.ratio, nb);
-        float *a = acc + terse__crange_block_start(r, b);
+        float *o = out + terse__crange_block_start(r, b);
         const uint8_t *vals = p + 1;
         for (size_t j = 0; j < k; j++) {
-            /* the indices are known ahead: fetch the accumulator lines early */
+            /* the indices are known ahead: fetch the output lines early */
             if (j + 16 < k)
-                __builtin_prefetch(&a[idx[j + 16]], 1);
-            a[idx[j]] += terse__get_f32(vals + 4 * j);
+                __builtin_prefetch(&o[idx[j + 16]], 1);
+            float c = terse__get_f32(vals + 4 * j);
+            o[idx[j]] = subtract ? o[idx[j]] - (0.0f + c) : o[idx[j]] + c;
         }
-        terse__prof_io(12 * k, 4 * k); /* indices, and acc read and written at k places */
+        terse__prof_io(12 * k, 4 * k); /* indices, and out read and written at k places */
         p += used[i];
         idx += k;
     }
+}
+
+static void topk_add(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p, size_t len,
+                     float *acc)
+{
+    (void)len;
+    apply_kept(r, w, p, acc, 0);
 }
 
 /* encode's remainder: v elsewhere, a zero with v's sign at the kept indices (from validate). */
@@ -495,28 +505,12 @@ static void topk_remainder(const terse__crange_t *r, terse__cview_t *w, const ui
     }
 }
 
-/* out - (0 + c) at the kept indices; elsewhere c is +0 and out - (+0) is out itself (-0 too),
- * so nothing else is touched: O(k), not a pass. */
+/* O(k), not a pass (see apply_kept). */
 static void topk_subtract(const terse__crange_t *r, terse__cview_t *w, const uint8_t *p,
                           size_t len, float *out)
 {
     (void)len;
-    const size_t *used = w->used.ptr;
-    const uint64_t *idx = w->idx.ptr;
-    for (size_t i = 0; i < r->count; i++) {
-        size_t b = r->first + i, nb = terse__crange_block_len(r, b);
-        size_t k = terse__compress_k(r->c.ratio, nb);
-        float *o = out + terse__crange_block_start(r, b);
-        const uint8_t *vals = p + 1;
-        for (size_t j = 0; j < k; j++) {
-            if (j + 16 < k)
-                __builtin_prefetch(&o[idx[j + 16]], 1);
-            o[idx[j]] = o[idx[j]] - (0.0f + terse__get_f32(vals + 4 * j));
-        }
-        terse__prof_io(12 * k, 4 * k);
-        p += used[i];
-        idx += k;
-    }
+    apply_kept(r, w, p, out, 1);
 }
 
 const terse__codec_ops_t terse__codec_topk = {

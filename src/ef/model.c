@@ -64,13 +64,14 @@ static terse_status_t layout(terse_model_h m, const terse_model_params_t *prm)
     m->subtract = terse__calloc(nt1, 1, "model in-place updates");
     if (!m->t || !m->off || !m->xoff || !m->off64 || !m->ct || !m->subtract)
         return TERSE_ERR_NO_MEMORY;
+    int in_place = terse__compress_has_subtract(&m->c);
     for (size_t j = 0; j < m->nt; j++) {
         const terse_model_tensor_t *t = &prm->tensors[j];
         size_t es = terse__model_dtype_size(t->dtype);
         if (!es || t->count > SIZE_MAX / 64 - m->off[j])
             return TERSE_ERR_INVALID_ARG;
         m->t[j] = *t;
-        m->subtract[j] = m->update_in_place && t->dtype == TERSE_DTYPE_FLOAT32;
+        m->subtract[j] = in_place && t->dtype == TERSE_DTYPE_FLOAT32;
         m->off[j + 1] = m->off[j] + t->count;
         m->xoff[j + 1] = m->xoff[j] + t->count * es;
         m->off64[j + 1] = m->off64[j] + (t->dtype == TERSE_DTYPE_FLOAT64 ? t->count : 0);
@@ -155,7 +156,6 @@ terse_status_t terse_model_create(terse_comm_h comm, const terse_model_params_t 
     m->period = (prm->field_mask & TERSE_MODEL_FIELD_PERIOD) ? prm->period : 0;
     m->double_way = (prm->field_mask & TERSE_MODEL_FIELD_DOUBLE_WAY) && prm->double_way;
     m->nt = prm->ntensors;
-    m->update_in_place = terse__compress_has_subtract(&m->c);
     terse_status_t st = terse_compressor_format(&m->c, m->spec, sizeof(m->spec));
     if (st == TERSE_OK)
         st = layout(m, prm);

@@ -15,11 +15,11 @@ struct terse_model {
     char spec[128]; /* canonical compressor spec, for checkpoints */
     uint64_t period;
     int double_way;
-    /* float32 tensors take their update in place: the exchange's commit makes x_t x_{t+1} by
-     * subtracting u from it (the codec subtracts; Top-K touches k entries), so u is never in
-     * memory and the commit only writes the next point. Else u lands in the parameters. */
-    int update_in_place;
-    unsigned char *subtract; /* nt: tensor j updated in place (terse__compressed_commit) */
+    /* nt: float32 tensor j takes its update in place (terse__compressed_commit): where the
+     * codec subtracts, the exchange's commit makes x_t x_{t+1} by subtracting u from it
+     * (Top-K touches k entries), so u is never in memory and the commit only writes the next
+     * point. Else u lands in the parameters. */
+    unsigned char *subtract;
     size_t nt;
     terse_model_tensor_t *t; /* nt tensors, in bucket order */
     size_t nb;

@@ -86,8 +86,8 @@ typedef terse_status_t (*terse__ccommit_fn_t)(terse_request_h req, size_t serr_l
 typedef enum {
     TERSE_CHOLD_NONE,      /* commit as the algorithm finishes */
     TERSE_CHOLD_WANTED,    /* hold the commit when the algorithm reaches it */
-    TERSE_CHOLD_HELD,      /* reached: commit and range recorded, nothing written */
-    TERSE_CHOLD_COMMITTED, /* the caller committed */
+    TERSE_CHOLD_HELD,      /* reached: commit and range recorded, nothing written (the
+                            * caller's commit then frees the plan with the request's state) */
 } terse__chold_phase_t;
 
 typedef struct terse__chold {

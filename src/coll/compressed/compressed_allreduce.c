@@ -239,8 +239,6 @@ terse_status_t terse__compressed_commit(terse_request_h req, const unsigned char
         req->quiet = 1;
         p->out_subtract = subtract;
         st = p->hold.commit(req, p->hold.serr_lo, p->hold.serr_hi);
-        p->out_subtract = NULL;
-        p->hold.phase = TERSE_CHOLD_COMMITTED;
         terse__req_release_state(req);
     }
     pthread_mutex_unlock(&comm->lock);
