@@ -662,6 +662,159 @@ static void test_single(terse_comm_h comm)
     set_algo("auto");
 }
 
+/* Lists of tensors whose whole blocks do not balance over the owners (a bucket of a few layers
+ * of one block each, one big tensor beside small ones, slices that end exactly at tensor
+ * boundaries, blocks larger than a slice beside blocks smaller than one): sparse_rs_ag splits
+ * them over the owners by elements and must give sparse_allgather's outputs, worker errors and,
+ * over this rank's slice of the fused elements, server errors, three steps in a row. Some
+ * tensors have no worker or server error buffer. */
+typedef struct list_case {
+    const char *spec;
+    size_t n[6];
+} list_case_t;
+
+static terse_status_t list_run(terse_comm_h comm, const list_case_t *lc, size_t nt,
+                               const char *algo, float *B[][4], int mode, int nan_step,
+                               const char **ran_p)
+{
+    terse_status_t st = TERSE_OK;
+    terse_ctensor_t t[6];
+    terse_compressor_t c;
+    CHECK(terse_compressor_parse(lc->spec, &c) == TERSE_OK, "%s", lc->spec);
+    for (size_t j = 0; j < nt; j++)
+        for (size_t i = 0; i < lc->n[j]; i++)
+            B[j][3][i] = mode == 1 ? (float)(i % 3) * 0.5f : (float)((i + j) % 7) * 0.01f;
+    set_algo(algo);
+    for (int step = 0; step < 3; step++) {
+        for (size_t j = 0; j < nt; j++) {
+            single_fill(B[j][0], lc->n[j], mode, test_rank, step * 8 + (int)j);
+            t[j] = (terse_ctensor_t){.id = (uint32_t)(10 + j), .count = lc->n[j], .in = B[j][0],
+                                     .out = B[j][1], .worker_error = j == 2 ? NULL : B[j][2],
+                                     .server_error = j == 1 ? NULL : B[j][3]};
+        }
+        if (step == nan_step && test_rank == test_size - 1)
+            B[nt - 1][0][lc->n[nt - 1] / 2] = NAN;
+        terse_callreduce_params_t p = {
+            .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
+            .compressor = &c, .tensors = t, .ntensors = nt, .double_way = 1,
+            .step = (uint64_t)step};
+        terse_request_h req = NULL;
+        st = terse_icompressed_allreduce(comm, &p, &req);
+        if (st == TERSE_OK)
+            st = terse_wait(req);
+        if (req)
+            *ran_p = terse_request_algorithm(req);
+        terse_request_free(req);
+        if (step == nan_step)
+            return st;
+        CHECK(st == TERSE_OK, "list %s mode %d %s: %s (%s)", lc->spec, mode, algo,
+              terse_status_name(st), terse_comm_last_error(comm));
+    }
+    return st;
+}
+
+/* Whether whole blocks share out over K owners, as the plan decides it (a block goes to the
+ * owner whose even share of the elements holds its first element; enough blocks, every owner
+ * serving at least a quarter of an even share): then the block owners serve the list and the
+ * server errors are not split by elements. */
+static int whole_blocks_balance(const list_case_t *lc, size_t nt, size_t N, size_t bs, int K)
+{
+    size_t nblk = 0, g = 0, *own = calloc((size_t)K + 1, sizeof(size_t));
+    for (size_t j = 0; j < nt; g += lc->n[j++])
+        for (size_t s = 0; s < lc->n[j]; s += bs ? bs : lc->n[j], nblk++) {
+            int o = (int)(((unsigned __int128)(g + s) * (unsigned)K) / N);
+            while (o + 1 < K &&
+                   (size_t)(((unsigned __int128)N * (unsigned)(o + 1)) / (unsigned)K) <= g + s)
+                o++;
+            own[o] += bs && lc->n[j] - s > bs ? bs : lc->n[j] - s;
+        }
+    int ok = nblk >= (size_t)(2 * K);
+    for (int r = 0; r < K && ok; r++)
+        ok = own[r] >= N / (size_t)(4 * K) && own[0] > 0;
+    free(own);
+    return ok;
+}
+
+static void test_split_lists(terse_comm_h comm)
+{
+    int K = test_size, r = test_rank;
+    /* 0-terminated sizes; the third case's tensors end where the 4-rank slices do */
+    static const list_case_t cases[] = {
+        {"topk:0.01", {70001, 3, 5000, 12289, 1, 0}},
+        {"topk:0.01", {9000, 41000, 700, 0}},
+        {"topk:0.1", {2500, 2500, 2500, 2500, 0}},
+        {"topk:0.05,block=3000", {20000, 17, 4500, 0}},
+        {"topk:0.5", {5, 9000, 2, 777, 0}},
+        {"topk:1", {1000, 31, 0}},
+        {"topk:0.2", {40, 40, 40, 40, 40, 0}},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        const list_case_t *lc = &cases[c];
+        size_t nt = 0, N = 0;
+        while (nt < 6 && lc->n[nt])
+            N += lc->n[nt++];
+        if (K > 8 && c >= 4)
+            continue;
+        size_t lo = (size_t)(((unsigned __int128)N * (unsigned)r) / (unsigned)K),
+               hi = (size_t)(((unsigned __int128)N * (unsigned)(r + 1)) / (unsigned)K);
+        for (int mode = 0; mode < 3; mode++) {
+            float *buf[2][6][4];
+            const char *names[2] = {"sparse_allgather", "sparse_rs_ag"}, *ran = "";
+            for (int v = 0; v < 2; v++)
+                for (size_t j = 0; j < nt; j++)
+                    for (int a = 0; a < 4; a++)
+                        buf[v][j][a] = calloc(lc->n[j] ? lc->n[j] : 1, 4);
+            for (int v = 0; v < 2; v++) {
+                list_run(comm, lc, nt, names[v], buf[v], mode, -1, &ran);
+                CHECK(!strcmp(ran, names[v]), "list %s: ran %s", lc->spec, ran);
+            }
+            const char *bp = strstr(lc->spec, "block=");
+            size_t bs = bp ? (size_t)atol(bp + 6) : 0;
+            int split = K > 1 && N >= (size_t)K && !whole_blocks_balance(lc, nt, N, bs, K);
+            size_t off = 0;
+            for (size_t j = 0; j < nt; j++) {
+                size_t n = lc->n[j];
+                float **A = buf[0][j], **O = buf[1][j];
+                CHECK(test_identical(O[1], n * 4), "list %zu tensor %zu mode %d: out differs "
+                      "across ranks", c, j, mode);
+                CHECK(!memcmp(A[1], O[1], n * 4), "list %zu tensor %zu mode %d: out differs", c,
+                      j, mode);
+                CHECK(!memcmp(A[2], O[2], n * 4), "list %zu tensor %zu mode %d: worker error "
+                      "differs", c, j, mode);
+                size_t a = off > lo ? off : lo, z = off + n < hi ? off + n : hi;
+                CHECK(!split || a >= z || !memcmp(A[3] + (a - off), O[3] + (a - off), (z - a) * 4),
+                      "list %zu tensor %zu mode %d: server error of [%zu, %zu) differs", c, j,
+                      mode, a, z);
+                off += n;
+            }
+            /* auto takes the owners from 3 ranks; a NaN at step 1 fails every rank alike and
+             * leaves the outputs as the last good step wrote them */
+            if (mode == 0 && K >= 3 && c < 4) { /* the denser ratios go dense */
+                list_run(comm, lc, nt, "auto", buf[1], mode, -1, &ran);
+                CHECK(!strcmp(ran, names[1]), "list %zu: auto ran %s", c, ran);
+                for (size_t j = 0; j < nt; j++)
+                    CHECK(!memcmp(buf[0][j][1], buf[1][j][1], lc->n[j] * 4),
+                          "list %zu auto: out differs", c);
+            }
+            if (mode == 0 && K >= 2) {
+                terse_status_t st[2];
+                for (int v = 0; v < 2; v++)
+                    st[v] = list_run(comm, lc, nt, names[v], buf[v], mode, 1, &ran);
+                CHECK(st[0] != TERSE_OK && st[0] == st[1], "list %zu NaN: %s, %s", c,
+                      terse_status_name(st[0]), terse_status_name(st[1]));
+                for (size_t j = 0; j < nt; j++)
+                    CHECK(!memcmp(buf[0][j][1], buf[1][j][1], lc->n[j] * 4),
+                          "list %zu NaN: out differs", c);
+            }
+            for (int v = 0; v < 2; v++)
+                for (size_t j = 0; j < nt; j++)
+                    for (int a = 0; a < 4; a++)
+                        free(buf[v][j][a]);
+        }
+    }
+    set_algo("auto");
+}
+
 int main(int argc, char **argv)
 {
     terse_comm_h comm = test_init(&argc, &argv);
@@ -671,6 +824,8 @@ int main(int argc, char **argv)
         test_algos(comm);
     else if (!strcmp(what, "single"))
         test_single(comm);
+    else if (!strcmp(what, "lists"))
+        test_split_lists(comm);
     else if (!strcmp(what, "fusion"))
         test_fusion(comm);
     else if (!strcmp(what, "invariant"))

@@ -166,6 +166,8 @@ typedef struct terse__cplan {
     /* During a held commit: ntensors flags, tensor j's out = out - result where set (the
      * caller applies an update in place), out = result elsewhere. NULL: out = result. */
     const unsigned char *out_subtract;
+    void *sched_mem;           /* a schedule's own allocation (split.c's blocks), freed with
+                                * the plan */
 } terse__cplan_t;
 
 static inline terse__cplan_t *terse__cplan(terse_request_h req)
@@ -198,6 +200,17 @@ static inline const float *terse__cplan_in(const terse__cplan_t *p, size_t j)
 {
     return p->call.input ? p->call.input + p->geo.tensor_off[j] : p->call.tensors[j].in;
 }
+
+/* Elements per block of an @n-element tensor under @c (n when unblocked). */
+static inline size_t terse__cplan_block_size(const terse_compressor_t *c, size_t n)
+{
+    size_t bs = (c->field_mask & TERSE_COMPRESSOR_FIELD_BLOCK_SIZE) ? c->block_size : 0;
+    return bs == 0 || bs > n ? n : bs;
+}
+
+/* Whether whole blocks share out over the owners: enough blocks, and every owner serving at
+ * least a quarter of an even share of the elements. Same on every rank. */
+int terse__cplan_balanced(const terse__cplan_t *p);
 
 /* Flags of terse__cplan_layout. */
 enum {
@@ -322,8 +335,9 @@ static inline const uint8_t *terse__cplan_wpart(const terse__cplan_t *p, size_t 
     return p->buf.worker_msg + (hi > lo ? p->buf.worker_seg_off[lo] : 0);
 }
 
-/* split.c: the owner schedule for one tensor of one Top-K block split over the owners
- * (double-way, no nonfinite passthrough, flat); owners.c runs it when it applies. */
+/* split.c: the owner schedule for Top-K lists whose whole blocks do not balance, split over
+ * the owners by elements (double-way, no nonfinite passthrough, flat); owners.c runs it when
+ * it applies. */
 int terse__csplit_applies(const terse__cplan_t *p);
 terse_status_t terse__csplit_progress(terse_request_h req);
 

@@ -46,9 +46,7 @@ static const terse__algo_t *select_algo(terse_compressed_algo_t want, const ters
         wire += p->geo.own_cap[r];
     double density = p->geo.nelems ? (double)wire / ((double)p->geo.nelems * sizeof(float)) : 0.0;
     /* Owners balance only when there are blocks enough to share out. */
-    int balanced = p->geo.nblocks >= (size_t)(2 * K) && p->geo.own_elem[1] > 0;
-    for (int r = 0; r < K && balanced; r++)
-        balanced = p->geo.own_elem[r + 1] - p->geo.own_elem[r] >= p->geo.nelems / (size_t)(4 * K);
+    int balanced = terse__cplan_balanced(p);
     if (p->call.compressor.kind == TERSE_COMPRESSOR_NONE ||
         p->call.compressor.kind == TERSE_COMPRESSOR_FP16 ||
         p->call.compressor.kind == TERSE_COMPRESSOR_BF16 || density >= 0.5)
@@ -56,7 +54,7 @@ static const terse__algo_t *select_algo(terse_compressed_algo_t want, const ters
     /* Allgather moves (K-1)*wire per rank, owner schedules ~2*wire: owners win from K >= 3
      * when the work balances; single-way results travel densely from owners, so allgather
      * while K*density stays below the dense 2 (K-1)/K. */
-    /* One block split over the owners by elements balances by construction. */
+    /* Blocks split over the owners by elements balance by construction. */
     int split = terse__csplit_applies(p) || terse__csign_split_applies(p);
     if (p->call.double_way && K >= 3 && (balanced || split))
         return sign ? &terse__cmp_sign_a2a_ag_algo : &terse__cmp_sparse_rs_ag_algo;

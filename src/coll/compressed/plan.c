@@ -12,11 +12,6 @@
 
 enum { TERSE_CPLAN_MAX_CHUNKS = 64 };
 
-static size_t block_size_of(const terse_compressor_t *c, size_t n)
-{
-    size_t bs = (c->field_mask & TERSE_COMPRESSOR_FIELD_BLOCK_SIZE) ? c->block_size : 0;
-    return bs == 0 || bs > n ? n : bs;
-}
 
 /* Owner of the block starting at global element @g: owners split the elements evenly and a
  * block goes to the rank whose share holds its first element (blocks are never split). */
@@ -49,6 +44,7 @@ void terse__cplan_free(terse__cplan_t *p)
     terse__free(p->buf.recv);
     terse__free(p->buf.recv_at);
     terse__free((void *)p->geo.peer);
+    terse__free(p->sched_mem);
     terse__free(p);
 }
 
@@ -118,7 +114,7 @@ static void plan_segments(terse__cplan_t *p)
     terse__cgeom_t *g = &p->geo;
     for (size_t j = 0; j < p->call.ntensors; j++) {
         size_t n = p->call.tensors[j].count, nb = terse__compress_nblocks(&p->call.compressor, n),
-               bs = block_size_of(&p->call.compressor, n);
+               bs = terse__cplan_block_size(&p->call.compressor, n);
         for (size_t b = 0; b < nb; b++) {
             size_t start = b * bs, len = n - start < bs ? n - start : bs;
             int o = owner_of(g->tensor_off[j] + start, g->nelems, g->nparts);
@@ -200,6 +196,15 @@ static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_param
         return TERSE_ERR_NO_MEMORY;
     p->buf.recv_at = terse__calloc(K * p->geo.nchunk, sizeof(int), "compressed allreduce receives");
     return p->buf.recv_at ? TERSE_OK : TERSE_ERR_NO_MEMORY;
+}
+
+int terse__cplan_balanced(const terse__cplan_t *p)
+{
+    int K = p->geo.nparts;
+    int balanced = p->geo.nblocks >= (size_t)(2 * K) && p->geo.own_elem[1] > 0;
+    for (int r = 0; r < K && balanced; r++)
+        balanced = p->geo.own_elem[r + 1] - p->geo.own_elem[r] >= p->geo.nelems / (size_t)(4 * K);
+    return balanced;
 }
 
 terse_status_t terse__cplan_create(const terse_callreduce_params_t *params, int K, int rank,
