@@ -662,7 +662,7 @@ static void test_single(terse_comm_h comm)
     set_algo("auto");
 }
 
-/* Lists of tensors whose whole blocks do not balance over the owners (a bucket of a few layers
+/* Top-K and sign lists of tensors whose whole blocks do not balance over the owners (a bucket of a few layers
  * of one block each, one big tensor beside small ones, slices that end exactly at tensor
  * boundaries, blocks larger than a slice beside blocks smaller than one): sparse_rs_ag splits
  * them over the owners by elements and must give sparse_allgather's outputs, worker errors and,
@@ -670,6 +670,7 @@ static void test_single(terse_comm_h comm)
  * tensors have no worker or server error buffer. */
 typedef struct list_case {
     const char *spec;
+    int sparse;    /* sparse enough for auto to take an owner schedule */
     size_t n[6];
 } list_case_t;
 
@@ -735,31 +736,77 @@ static int whole_blocks_balance(const list_case_t *lc, size_t nt, size_t N, size
     return ok;
 }
 
+/* This rank's slice of the fused elements under the split: Top-K by elements, sign by the
+ * blocks' 4096-element chunks in order; 0 when the split does not apply. */
+static int list_slice(const list_case_t *lc, size_t nt, int sign, size_t bs, int K, int r,
+                      size_t *lo_p, size_t *hi_p)
+{
+    size_t N = 0, C = 0;
+    for (size_t j = 0; j < nt; j++) {
+        N += lc->n[j];
+        for (size_t s = 0; s < lc->n[j]; s += bs ? bs : lc->n[j]) {
+            size_t nb = bs && lc->n[j] - s > bs ? bs : lc->n[j] - s;
+            C += (nb + 4095) / 4096;
+        }
+    }
+    size_t M = sign ? C : N, at[2];
+    for (int e = 0; e < 2; e++) {
+        size_t u = (size_t)(((unsigned __int128)M * (unsigned)(r + e)) / (unsigned)K);
+        at[e] = N;
+        if (!sign) {
+            at[e] = u;
+            continue;
+        }
+        for (size_t j = 0, g = 0, c = 0; j < nt && at[e] == N; g += lc->n[j++])
+            for (size_t s = 0; s < lc->n[j]; s += bs ? bs : lc->n[j]) {
+                size_t nb = bs && lc->n[j] - s > bs ? bs : lc->n[j] - s, nc = (nb + 4095) / 4096;
+                if (u < c + nc) {
+                    at[e] = g + s + (u - c) * 4096;
+                    break;
+                }
+                c += nc;
+            }
+    }
+    *lo_p = at[0];
+    *hi_p = at[1];
+    return K > 1 && M >= (size_t)K && !whole_blocks_balance(lc, nt, N, bs, K);
+}
+
 static void test_split_lists(terse_comm_h comm)
 {
     int K = test_size, r = test_rank;
-    /* 0-terminated sizes; the third case's tensors end where the 4-rank slices do */
+    /* 0-terminated sizes; in the third and tenth cases the tensors end where the 4-rank (and
+     * 2-rank) slices do, and the last sign case has fewer chunks than 16 ranks */
     static const list_case_t cases[] = {
-        {"topk:0.01", {70001, 3, 5000, 12289, 1, 0}},
-        {"topk:0.01", {9000, 41000, 700, 0}},
-        {"topk:0.1", {2500, 2500, 2500, 2500, 0}},
-        {"topk:0.05,block=3000", {20000, 17, 4500, 0}},
-        {"topk:0.5", {5, 9000, 2, 777, 0}},
-        {"topk:1", {1000, 31, 0}},
-        {"topk:0.2", {40, 40, 40, 40, 40, 0}},
+        {"topk:0.01", 1, {70001, 3, 5000, 12289, 1, 0}},
+        {"topk:0.01", 1, {9000, 41000, 700, 0}},
+        {"topk:0.1", 1, {2500, 2500, 2500, 2500, 0}},
+        {"topk:0.05,block=3000", 1, {20000, 17, 4500, 0}},
+        {"topk:0.5", 0, {5, 9000, 2, 777, 0}},
+        {"topk:1", 0, {1000, 31, 0}},
+        {"topk:0.2", 0, {40, 40, 40, 40, 40, 0}},
+        {"sign", 1, {70001, 3, 5000, 12289, 1, 0}},
+        {"sign", 1, {9000, 41000, 700, 0}},
+        {"sign", 1, {8192, 8192, 8192, 8192, 0}},
+        {"sign,block=5000", 1, {20000, 17, 4500, 0}},
+        {"sign", 1, {40, 40, 40, 40, 40, 0}},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         const list_case_t *lc = &cases[c];
         size_t nt = 0, N = 0;
         while (nt < 6 && lc->n[nt])
             N += lc->n[nt++];
-        if (K > 8 && c >= 4)
+        if (K > 8 && !lc->sparse)
             continue;
-        size_t lo = (size_t)(((unsigned __int128)N * (unsigned)r) / (unsigned)K),
-               hi = (size_t)(((unsigned __int128)N * (unsigned)(r + 1)) / (unsigned)K);
+        int sign = !strncmp(lc->spec, "sign", 4);
+        const char *bp = strstr(lc->spec, "block=");
+        size_t bs = bp ? (size_t)atol(bp + 6) : 0, lo, hi;
+        int split = list_slice(lc, nt, sign, bs, K, r, &lo, &hi);
+        int owners = K >= 3 && (split || whole_blocks_balance(lc, nt, N, bs, K));
         for (int mode = 0; mode < 3; mode++) {
             float *buf[2][6][4];
-            const char *names[2] = {"sparse_allgather", "sparse_rs_ag"}, *ran = "";
+            const char *names[2] = {sign ? "sign_allgather" : "sparse_allgather",
+                                    sign ? "sign_a2a_ag" : "sparse_rs_ag"}, *ran = "";
             for (int v = 0; v < 2; v++)
                 for (size_t j = 0; j < nt; j++)
                     for (int a = 0; a < 4; a++)
@@ -768,9 +815,6 @@ static void test_split_lists(terse_comm_h comm)
                 list_run(comm, lc, nt, names[v], buf[v], mode, -1, &ran);
                 CHECK(!strcmp(ran, names[v]), "list %s: ran %s", lc->spec, ran);
             }
-            const char *bp = strstr(lc->spec, "block=");
-            size_t bs = bp ? (size_t)atol(bp + 6) : 0;
-            int split = K > 1 && N >= (size_t)K && !whole_blocks_balance(lc, nt, N, bs, K);
             size_t off = 0;
             for (size_t j = 0; j < nt; j++) {
                 size_t n = lc->n[j];
@@ -789,7 +833,7 @@ static void test_split_lists(terse_comm_h comm)
             }
             /* auto takes the owners from 3 ranks; a NaN at step 1 fails every rank alike and
              * leaves the outputs as the last good step wrote them */
-            if (mode == 0 && K >= 3 && c < 4) { /* the denser ratios go dense */
+            if (mode == 0 && owners && lc->sparse) { /* the denser ratios go dense */
                 list_run(comm, lc, nt, "auto", buf[1], mode, -1, &ran);
                 CHECK(!strcmp(ran, names[1]), "list %zu: auto ran %s", c, ran);
                 for (size_t j = 0; j < nt; j++)

@@ -212,6 +212,10 @@ static inline size_t terse__cplan_block_size(const terse_compressor_t *c, size_t
  * least a quarter of an even share of the elements. Same on every rank. */
 int terse__cplan_balanced(const terse__cplan_t *p);
 
+/* d = e_s + acc / K in acc over global elements [lo, hi) (the server's input, as
+ * terse__cplan_serve forms it; e_s = 0 for tensors without one). */
+void terse__cplan_server_input(terse__cplan_t *p, size_t lo, size_t hi);
+
 /* Flags of terse__cplan_layout. */
 enum {
     TERSE_CPLAN_DENSE = 1,       /* also the N-float dense copy of C(Delta_k) (cdense) */

@@ -198,6 +198,25 @@ static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_param
     return p->buf.recv_at ? TERSE_OK : TERSE_ERR_NO_MEMORY;
 }
 
+void terse__cplan_server_input(terse__cplan_t *p, size_t lo, size_t hi)
+{
+    const float kf = (float)p->geo.nparts;
+    float *a = p->buf.acc;
+    for (size_t t = 0; t < p->call.ntensors; t++) {
+        size_t t_lo = p->geo.tensor_off[t], t_hi = p->geo.tensor_off[t + 1];
+        size_t i0 = t_lo > lo ? t_lo : lo, i1 = t_hi < hi ? t_hi : hi;
+        const float *es = p->call.tensors[t].server_error;
+        if (i0 >= i1)
+            continue;
+        if (es)
+            for (size_t i = i0; i < i1; i++)
+                a[i] = es[i - t_lo] + a[i] / kf;
+        else
+            for (size_t i = i0; i < i1; i++)
+                a[i] = 0.0f + a[i] / kf;
+    }
+}
+
 int terse__cplan_balanced(const terse__cplan_t *p)
 {
     int K = p->geo.nparts;

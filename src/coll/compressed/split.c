@@ -430,20 +430,7 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         for (size_t j = 0; j < cnt; j++)
             a[list_next(&c)] += list_val(m, j);
     }
-    const float kf = (float)K;
-    for (size_t t = 0; t < p->call.ntensors; t++) {
-        size_t t_lo = p->geo.tensor_off[t], t_hi = p->geo.tensor_off[t + 1];
-        size_t i0 = t_lo > lo ? t_lo : lo, i1 = t_hi < hi ? t_hi : hi;
-        const float *es = p->call.tensors[t].server_error;
-        if (i0 >= i1)
-            continue;
-        if (es)
-            for (size_t i = i0; i < i1; i++)
-                a[i] = es[i - t_lo] + a[i] / kf;
-        else
-            for (size_t i = i0; i < i1; i++)
-                a[i] = 0.0f + a[i] / kf;
-    }
+    terse__cplan_server_input(p, lo, hi);
     uint8_t *mine = s->bound + SPL_EDGES * SPL_BOUND * (size_t)me;
     memset(mine, 0, SPL_EDGES * SPL_BOUND);
     for (int e = 0; e < SPL_EDGES; e++) {
