@@ -12,8 +12,18 @@
 
 extern char **environ;
 
-/* CFG_CHOICE: a string that must be one of the '|'-separated words that start its doc. */
-typedef enum { CFG_INT, CFG_DOUBLE, CFG_SIZE, CFG_STRING, CFG_LOGLEVEL, CFG_CHOICE } cfg_type_t;
+/* CFG_CHOICE: a string that must be one of the '|'-separated words that start its doc.
+ * CFG_DOUBLE is at least 0; CFG_SDOUBLE may be negative (a value whose doc gives negatives a
+ * meaning). */
+typedef enum {
+    CFG_INT,
+    CFG_DOUBLE,
+    CFG_SDOUBLE,
+    CFG_SIZE,
+    CFG_STRING,
+    CFG_LOGLEVEL,
+    CFG_CHOICE
+} cfg_type_t;
 
 typedef struct cfg_entry {
     const char *name;
@@ -82,7 +92,7 @@ static const cfg_entry_t cfg_table[] = {
      "seconds a collective waits for a peer before TERSE_ERR_TIMEOUT"},
     {"TERSE_PROGRESS_THREAD", "0", CFG_INT, FIELD(progress_thread),
      "1: a background thread drives UCX progress"},
-    {"TERSE_SPIN_US", "200", CFG_DOUBLE, FIELD(spin_us),
+    {"TERSE_SPIN_US", "200", CFG_SDOUBLE, FIELD(spin_us),
      "microseconds a waiting thread polls the network before it sleeps until the next event "
      "(ranks that share cores then leave them to the ranks with work); negative: never sleep"},
     {"TERSE_THREADS", "0", CFG_INT, FIELD(threads),
@@ -242,9 +252,10 @@ static int apply(terse__config_t *c, const cfg_entry_t *e, const char *v)
         *(int *)p = (int)x;
         return 0;
     }
-    case CFG_DOUBLE: {
+    case CFG_DOUBLE:
+    case CFG_SDOUBLE: {
         double x = strtod(v, &end);
-        if (end == v || *end || x < 0)
+        if (end == v || *end || (x < 0 && e->type == CFG_DOUBLE))
             return -1;
         *(double *)p = x;
         return 0;
@@ -390,7 +401,8 @@ static void format_value(const cfg_entry_t *e, char *buf, size_t len)
     const char *p = (const char *)&cfg + e->offset;
     switch (e->type) {
     case CFG_INT: snprintf(buf, len, "%d", *(const int *)p); break;
-    case CFG_DOUBLE: snprintf(buf, len, "%g", *(const double *)p); break;
+    case CFG_DOUBLE:
+    case CFG_SDOUBLE: snprintf(buf, len, "%g", *(const double *)p); break;
     case CFG_SIZE: snprintf(buf, len, "%zu", *(const size_t *)p); break;
     case CFG_LOGLEVEL: snprintf(buf, len, "%s", level_names[*(const int *)p]); break;
     default: snprintf(buf, len, "%s", p[0] ? p : "\"\""); break;
