@@ -201,6 +201,13 @@ static inline const float *terse__cplan_in(const terse__cplan_t *p, size_t j)
     return p->call.input ? p->call.input + p->geo.tensor_off[j] : p->call.tensors[j].in;
 }
 
+/* Global element where segment @s starts (N past the last). */
+static inline size_t terse__cplan_seg_elem(const terse__cplan_t *p, size_t s)
+{
+    return s < p->geo.nseg ? p->geo.tensor_off[p->geo.seg[s].tensor] + p->geo.seg[s].elem_off
+                           : p->geo.nelems;
+}
+
 /* Elements per block of an @n-element tensor under @c (n when unblocked). */
 static inline size_t terse__cplan_block_size(const terse_compressor_t *c, size_t n)
 {

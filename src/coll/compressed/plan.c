@@ -1,5 +1,6 @@
 /* The shared plan of the compressed allreduce: segments by owner, buffer layout, worker
- * compression, validated aggregation in rank order, the server step and the final commit. */
+ * compression, validated aggregation in rank order and the server step (the commit that
+ * ends every schedule is plan_commit.c). */
 #include "compressed.h"
 
 #include "compress/compress.h"
@@ -11,7 +12,6 @@
 #include <string.h>
 
 enum { TERSE_CPLAN_MAX_CHUNKS = 64 };
-
 
 /* Owner of the block starting at global element @g: owners split the elements evenly and a
  * block goes to the rank whose share holds its first element (blocks are never split). */
@@ -52,13 +52,6 @@ void terse__cplan_cleanup(terse_request_h req)
 {
     terse__cplan_free(terse__cplan(req));
     req->algo_data = NULL;
-}
-
-/* Global element where segment @s starts (N past the last). */
-static size_t seg_elem(const terse__cplan_t *p, size_t s)
-{
-    return s < p->geo.nseg ? p->geo.tensor_off[p->geo.seg[s].tensor] + p->geo.seg[s].elem_off
-                           : p->geo.nelems;
 }
 
 /* For error texts. */
@@ -182,7 +175,7 @@ static terse_status_t plan_build(terse__cplan_t *p, const terse_callreduce_param
     size_t s = 0;
     for (int r = 0; r < p->geo.nparts; r++) {
         p->geo.own_seg[r] = s;
-        p->geo.own_elem[r] = seg_elem(p, s);
+        p->geo.own_elem[r] = terse__cplan_seg_elem(p, s);
         size_t cap = 0;
         for (; s < p->geo.nseg && p->geo.seg[s].owner == r; s++)
             cap += seg_cap_bytes(p, s);
@@ -445,7 +438,6 @@ static terse_status_t serve_seg_run(terse_request_h req, size_t s)
 {
     terse__cplan_t *p = terse__cplan(req);
     const terse__cseg_t *g = &p->geo.seg[s];
-    const terse_ctensor_t *t = &p->call.tensors[g->tensor];
     const float kf = (float)p->geo.nparts;
     float *a = p->buf.acc + p->geo.tensor_off[g->tensor];
     size_t lo = g->elem_off, hi = g->elem_off + g->elem_len;
@@ -455,14 +447,8 @@ static terse_status_t serve_seg_run(terse_request_h req, size_t s)
             o[i] = a[i] / kf;
         return TERSE_OK;
     }
-    const float *es = t->server_error;
-    if (es) {
-        for (size_t i = lo; i < hi; i++)
-            a[i] = es[i] + a[i] / kf;
-    } else {
-        for (size_t i = lo; i < hi; i++)
-            a[i] = 0.0f + a[i] / kf;
-    }
+    terse__cplan_server_input(p, p->geo.tensor_off[g->tensor] + lo,
+                              p->geo.tensor_off[g->tensor] + hi);
     char msg[256] = "";
     terse__crange_t r;
     terse_status_t st = terse__cplan_range(p, g->tensor, g->first, g->count, msg, sizeof(msg), &r);
@@ -508,10 +494,10 @@ static terse_status_t serve_done(terse_request_h req, size_t s_lo, size_t s_hi)
         terse__cplan_add_srv(p, p->buf.server_msg, p->buf.server_len, s_lo, s_hi, p->geo.me);
         return TERSE_OK;
     }
-    size_t e_lo = seg_elem(p, s_lo);
+    size_t e_lo = terse__cplan_seg_elem(p, s_lo);
     double t0 = terse__prof_begin(&req->prof);
-    memset(p->buf.out + e_lo, 0, (seg_elem(p, s_hi) - e_lo) * sizeof(float));
-    terse__prof_end(&req->prof, TERSE_PHASE_OUTPUT, t0, 0, (seg_elem(p, s_hi) - e_lo) * 4);
+    memset(p->buf.out + e_lo, 0, (terse__cplan_seg_elem(p, s_hi) - e_lo) * sizeof(float));
+    terse__prof_end(&req->prof, TERSE_PHASE_OUTPUT, t0, 0, (terse__cplan_seg_elem(p, s_hi) - e_lo) * 4);
     return terse__cplan_add_packed(req, p->buf.server_msg, p->buf.server_len, s_lo, s_hi,
                                    p->buf.out, p->geo.me, 1);
 }
@@ -531,8 +517,8 @@ terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_
     p->buf.server_len = 0;
     for (size_t s = s_lo; s < s_hi; s++) {
         /* one segment at a time, so acc stays in cache from the zeroing to the compression */
-        size_t e_lo = seg_elem(p, s);
-        memset(p->buf.acc + e_lo, 0, (seg_elem(p, s + 1) - e_lo) * sizeof(float));
+        size_t e_lo = terse__cplan_seg_elem(p, s);
+        memset(p->buf.acc + e_lo, 0, (terse__cplan_seg_elem(p, s + 1) - e_lo) * sizeof(float));
         for (int q = 0; q < p->geo.nparts; q++)
             if (unpack_seg(req, s, &p->buf.parts[(size_t)q * p->geo.nseg + s], TERSE_CPLAN_ADD,
                            p->buf.acc, q, 0) != TERSE_OK)
@@ -541,82 +527,4 @@ terse_status_t terse__cplan_reduce_serve(terse_request_h req, size_t s_lo, size_
             return req->status;
     }
     return serve_done(req, s_lo, s_hi);
-}
-
-/* Every message was validated before the confirmation round, so the unpacking here cannot
- * fail but for scratch memory on a thread that has not decoded yet (the request then fails on
- * this rank with its buffers partly written: the one case out of memory is not atomic). */
-terse_status_t terse__cplan_commit(terse_request_h req, size_t serr_lo, size_t serr_hi)
-{
-    terse__cplan_t *p = terse__cplan(req);
-    /* worker errors first: they read the inputs, which an in-place output overwrites */
-    for (size_t s = 0; s < p->geo.nseg && p->buf.direct_werr; s++)
-        if (terse__cplan_unpack(req, p->buf.worker_msg + p->buf.worker_seg_off[s],
-                                p->buf.worker_seg_end[s] - p->buf.worker_seg_off[s], s, s + 1,
-                                TERSE_CPLAN_WERR, NULL, p->geo.me, 0) != TERSE_OK)
-            return req->status;
-    double t0 = terse__prof_begin(&req->prof);
-    for (size_t j = 0; j < p->call.ntensors && p->buf.werr; j++)
-        if (p->call.tensors[j].worker_error && p->call.tensors[j].count)
-            memcpy(p->call.tensors[j].worker_error, p->buf.werr + p->geo.tensor_off[j],
-                   p->call.tensors[j].count * sizeof(float));
-    if (p->buf.werr)
-        terse__prof_end(&req->prof, TERSE_PHASE_WORKER_ERROR, t0, 4 * p->geo.nelems,
-                        4 * p->geo.nelems);
-    if (p->buf.direct_serr && serr_hi > serr_lo &&
-        terse__cplan_unpack(req, p->buf.server_msg, p->buf.server_len, serr_lo, serr_hi,
-                            TERSE_CPLAN_SERR, p->buf.acc, p->geo.me, 1) != TERSE_OK)
-        return req->status;
-    t0 = terse__prof_begin(&req->prof);
-    for (size_t s = serr_lo; s < serr_hi && p->buf.serr; s++) {
-        const terse__cseg_t *g = &p->geo.seg[s];
-        float *es = p->call.tensors[g->tensor].server_error;
-        if (es)
-            memcpy(es + g->elem_off, p->buf.serr + p->geo.tensor_off[g->tensor] + g->elem_off,
-                   g->elem_len * sizeof(float));
-    }
-    if (p->buf.serr)
-        terse__prof_end(&req->prof, TERSE_PHASE_SERVER_ERROR, t0,
-                        4 * (seg_elem(p, serr_hi) - seg_elem(p, serr_lo)),
-                        4 * (seg_elem(p, serr_hi) - seg_elem(p, serr_lo)));
-    if (p->buf.direct_out) {
-        /* out = 0 + decode(server messages), the staged path's arithmetic, in place: the
-         * server messages' segments cover every block once */
-        for (int i = 0; i < p->buf.nserver_msgs; i++) {
-            const terse__csrv_t *v = &p->buf.server_msgs[i];
-            if (terse__cplan_unpack(req, v->buf, v->len, v->s_lo, v->s_hi, TERSE_CPLAN_OUT, NULL,
-                                    v->from, 1) != TERSE_OK)
-                return req->status;
-        }
-        return TERSE_OK;
-    }
-    t0 = terse__prof_begin(&req->prof);
-    for (size_t j = 0; j < p->call.ntensors; j++) {
-        float *o = p->call.tensors[j].out;
-        const float *u = p->buf.out + p->geo.tensor_off[j];
-        if (terse__cplan_subtracts(p, j)) {
-            for (size_t i = 0; i < p->call.tensors[j].count; i++)
-                o[i] = o[i] - u[i];
-        } else if (p->call.tensors[j].count) {
-            memmove(o, u, p->call.tensors[j].count * sizeof(float));
-        }
-    }
-    terse__prof_end(&req->prof, TERSE_PHASE_OUTPUT, t0, 4 * p->geo.nelems, 4 * p->geo.nelems);
-    return TERSE_OK;
-}
-
-terse_status_t terse__cplan_finish(terse_request_h req, terse__ccommit_fn_t commit,
-                                   size_t serr_lo, size_t serr_hi)
-{
-    terse__cplan_t *p = terse__cplan(req);
-    if (p->hier.defer_commit) {
-        p->hier.commit_lo = serr_lo;
-        p->hier.commit_hi = serr_hi;
-        return TERSE_OK;
-    }
-    if (p->hold.phase == TERSE_CHOLD_WANTED) {
-        p->hold = (terse__chold_t){TERSE_CHOLD_HELD, commit, serr_lo, serr_hi};
-        return TERSE_OK;
-    }
-    return commit(req, serr_lo, serr_hi);
 }

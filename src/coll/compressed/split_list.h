@@ -1,12 +1,14 @@
 /* split.c's list messages (the Top-K split's parts and results): the format and its readers.
- * Lists are built and read only by split.c; received ones are checked there (list_check)
- * before a cursor walks them. */
+ * Lists are built and read only by split.c; received ones are checked
+ * (terse__spl_list_check) before a cursor walks them. */
 #ifndef TERSE_COLL_COMPRESSED_SPLIT_LIST_H
 #define TERSE_COLL_COMPRESSED_SPLIT_LIST_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+struct terse_request;
 
 /* A list message: [u64 count][u64 gap bytes][count f32 values][gaps]; indices global, in
  * [lo, hi), strictly increasing, as LEB128 gaps (the first from lo, then from the previous
@@ -87,5 +89,15 @@ static inline float list_val(const uint8_t *m, size_t j)
     memcpy(&v, m + LIST_HDR + 4 * j, 4);
     return v;
 }
+
+/* A received list: well formed, indices in [lo, hi), at most @maxcnt entries, values finite.
+ * NULL on a malformed one (the request failed, naming @what and the sender @from). */
+const uint8_t *terse__spl_list_check(struct terse_request *req, const uint8_t *m, size_t len,
+                                     size_t lo, size_t hi, size_t maxcnt, size_t *cnt_p,
+                                     int from, const char *what);
+
+/* Writes a list of @cnt (index, value) pairs. */
+size_t terse__spl_list_put_pairs(uint8_t *w, size_t lo, const uint64_t *idx, const float *val,
+                                 size_t cnt);
 
 #endif
