@@ -560,6 +560,20 @@ static int single_slice(int sign, size_t n, int K, int r, size_t *lo_p, size_t *
     return K > 1 && m >= (size_t)K;
 }
 
+/* One compressed call, waited for; *ran_p gets the algorithm it ran. */
+static terse_status_t call_reporting_algo(terse_comm_h comm, const terse_callreduce_params_t *p,
+                                          const char **ran_p)
+{
+    terse_request_h req = NULL;
+    terse_status_t st = terse_icompressed_allreduce(comm, p, &req);
+    if (st == TERSE_OK)
+        st = terse_wait(req);
+    if (req)
+        *ran_p = terse_request_algorithm(req);
+    terse_request_free(req);
+    return st;
+}
+
 /* Runs three steps of one spec on one tensor with algorithm @algo; returns the last status. */
 static terse_status_t single_run(terse_comm_h comm, const char *spec, const char *algo, float **B,
                                  size_t n, int mode, int nan_step, const char **ran_p)
@@ -580,13 +594,7 @@ static terse_status_t single_run(terse_comm_h comm, const char *spec, const char
         terse_compressor_t c;
         p.compressor = &c;
         CHECK(terse_compressor_parse(spec, &c) == TERSE_OK, "%s", spec);
-        terse_request_h req = NULL;
-        st = terse_icompressed_allreduce(comm, &p, &req);
-        if (st == TERSE_OK)
-            st = terse_wait(req);
-        if (req)
-            *ran_p = terse_request_algorithm(req);
-        terse_request_free(req);
+        st = call_reporting_algo(comm, &p, ran_p);
         if (step == nan_step)
             return st;
         CHECK(st == TERSE_OK, "single n %zu %s mode %d %s: %s (%s)", n, spec, mode, algo,
@@ -699,13 +707,7 @@ static terse_status_t list_run(terse_comm_h comm, const list_case_t *lc, size_t 
             .field_mask = TERSE_CALLREDUCE_FIELD_DOUBLE_WAY | TERSE_CALLREDUCE_FIELD_STEP,
             .compressor = &c, .tensors = t, .ntensors = nt, .double_way = 1,
             .step = (uint64_t)step};
-        terse_request_h req = NULL;
-        st = terse_icompressed_allreduce(comm, &p, &req);
-        if (st == TERSE_OK)
-            st = terse_wait(req);
-        if (req)
-            *ran_p = terse_request_algorithm(req);
-        terse_request_free(req);
+        st = call_reporting_algo(comm, &p, ran_p);
         if (step == nan_step)
             return st;
         CHECK(st == TERSE_OK, "list %s mode %d %s: %s (%s)", lc->spec, mode, algo,

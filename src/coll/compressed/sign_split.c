@@ -27,7 +27,6 @@
 #include "compress/sign.h"
 #include "compress/wire.h"
 #include "core/alloc.h"
-#include "core/config.h"
 
 #include <math.h>
 #include <string.h>
@@ -70,13 +69,6 @@ static size_t nchunks(size_t n)
     return (n + TERSE_SIGN_CHUNK - 1) / TERSE_SIGN_CHUNK;
 }
 
-static int passthrough(const terse__cplan_t *p)
-{
-    return (p->call.compressor.field_mask & TERSE_COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH)
-               ? p->call.compressor.nonfinite_passthrough
-               : terse__config()->nonfinite_passthrough;
-}
-
 /* Chunks of every block of the list. */
 static size_t list_chunks(const terse__cplan_t *p)
 {
@@ -93,7 +85,7 @@ int terse__csign_split_applies(const terse__cplan_t *p)
 {
     /* every owner gets a chunk at least */
     return p->geo.nparts > 1 && !p->geo.peer && p->call.double_way && p->geo.nblocks > 0 &&
-           p->call.compressor.kind == TERSE_COMPRESSOR_SIGN && !passthrough(p) &&
+           p->call.compressor.kind == TERSE_COMPRESSOR_SIGN && !p->call.range.c.nonfinite_passthrough &&
            !terse__cplan_balanced(p) && list_chunks(p) >= (size_t)p->geo.nparts;
 }
 

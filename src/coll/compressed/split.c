@@ -40,21 +40,13 @@
 #include "compress/topk.h"
 #include "compress/wire.h"
 #include "core/alloc.h"
-#include "core/config.h"
 
 #include <string.h>
-
-static int passthrough(const terse__cplan_t *p)
-{
-    return (p->call.compressor.field_mask & TERSE_COMPRESSOR_FIELD_NONFINITE_PASSTHROUGH)
-               ? p->call.compressor.nonfinite_passthrough
-               : terse__config()->nonfinite_passthrough;
-}
 
 int terse__csplit_applies(const terse__cplan_t *p)
 {
     return p->geo.nparts > 1 && !p->geo.peer && p->call.double_way && p->geo.nblocks > 0 &&
-           p->call.compressor.kind == TERSE_COMPRESSOR_TOPK && !passthrough(p) &&
+           p->call.compressor.kind == TERSE_COMPRESSOR_TOPK && !p->call.range.c.nonfinite_passthrough &&
            p->geo.nelems >= (size_t)p->geo.nparts && !terse__cplan_balanced(p);
 }
 
@@ -233,13 +225,8 @@ static terse_status_t reduce_and_post_bound(terse_request_h req)
         size_t a0 = b->lo > lo ? b->lo : lo;
         uint32_t b4[4];
         int bad = terse__spl_piece_bound(b, a + a0, piece(p, b, me), b4);
-        if (bad < 0)
-            return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
         if (bad)
-            return terse__req_fail(req, TERSE_ERR_NONFINITE,
-                                   "server compression: NaN or Inf in e_s + avg of elements "
-                                   "[%zu, %zu) of the fused tensors",
-                                   b->lo, b->lo + b->n);
+            return terse__spl_select_failed(req, b, bad);
         memcpy(mine + SPL_BOUND * (size_t)e, b4, 16);
     }
     for (int q = 0; q < K; q++)

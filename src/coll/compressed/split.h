@@ -130,6 +130,10 @@ static inline uint32_t key_of(float x)
  * -1 on no memory. */
 int terse__spl_piece_bound(const spl_block_t *b, const float *a, size_t n, uint32_t b4[4]);
 
+/* Fails the request for a server selection of block @b that returned @bad (< 0: no memory,
+ * else a non-finite e_s + avg); returns its status. */
+terse_status_t terse__spl_select_failed(terse_request_h req, const spl_block_t *b, int bad);
+
 /* L of shared block @b from its owners' bounds (R2); -1 when a bound is invalid (the request
  * failed). */
 int terse__spl_lower(terse_request_h req, size_t b, uint32_t *L_p);

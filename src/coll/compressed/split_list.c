@@ -2,14 +2,7 @@
  * list (split_list.h has the format and the cursor). */
 #include "split_list.h"
 
-#include "compressed.h"
-
-static uint32_t key_of(float x)
-{
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    return b & 0x7fffffffu;
-}
+#include "split.h"
 
 /* A received list: well formed, indices in [lo, hi), values finite. NULL on a malformed one. */
 const uint8_t *terse__spl_list_check(terse_request_h req, const uint8_t *m, size_t len, size_t lo,

@@ -31,6 +31,16 @@ int terse__spl_piece_bound(const spl_block_t *b, const float *a, size_t n, uint3
     return bad;
 }
 
+terse_status_t terse__spl_select_failed(terse_request_h req, const spl_block_t *b, int bad)
+{
+    if (bad < 0)
+        return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
+    return terse__req_fail(req, TERSE_ERR_NONFINITE,
+                           "server compression: NaN or Inf in e_s + avg of elements [%zu, %zu) "
+                           "of the fused tensors",
+                           b->lo, b->lo + b->n);
+}
+
 /* Participant @q's bound for block @b (which meets its slice), checked against its piece. */
 static int bound_of(terse_request_h req, size_t b, int q, uint32_t b4[4])
 {
@@ -93,13 +103,8 @@ terse_status_t terse__spl_select_local(terse_request_h req)
         uint32_t *kept = (uint32_t *)(s->local + s->nlocal); /* widened in place below */
         int bad = terse__topk_select(kern, terse__cview_local(), a + bl->lo, bl->n, bl->k, &sel,
                                      kept);
-        if (bad < 0)
-            return terse__req_fail(req, TERSE_ERR_NO_MEMORY, "server selection: no memory");
         if (bad)
-            return terse__req_fail(req, TERSE_ERR_NONFINITE,
-                                   "server compression: NaN or Inf in e_s + avg of elements "
-                                   "[%zu, %zu) of the fused tensors",
-                                   bl->lo, bl->lo + bl->n);
+            return terse__spl_select_failed(req, bl, bad);
         uint64_t *out = s->local + s->nlocal;
         if (sel.kept) { /* k uint32 at the start of k uint64: widen from the back */
             for (size_t j = bl->k; j-- > 0;)
