@@ -201,6 +201,12 @@ static inline const float *terse__cplan_in(const terse__cplan_t *p, size_t j)
     return p->call.input ? p->call.input + p->geo.tensor_off[j] : p->call.tensors[j].in;
 }
 
+/* @x rounded up to a cache line (buffers carved from one scratch area). */
+static inline size_t terse__align64(size_t x)
+{
+    return (x + 63) & ~(size_t)63;
+}
+
 /* Global element where segment @s starts (N past the last). */
 static inline size_t terse__cplan_seg_elem(const terse__cplan_t *p, size_t s)
 {

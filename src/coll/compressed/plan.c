@@ -234,11 +234,6 @@ terse_status_t terse__cplan_create(const terse_callreduce_params_t *params, int 
     return TERSE_OK;
 }
 
-static size_t align64(size_t x)
-{
-    return (x + 63) & ~(size_t)63;
-}
-
 terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int flags)
 {
     terse__cplan_t *p = terse__cplan(req);
@@ -248,23 +243,23 @@ terse_status_t terse__cplan_layout(terse_request_h req, size_t rcap, int flags)
     p->buf.direct_out = !p->geo.peer && p->call.double_way && (flags & TERSE_CPLAN_SERVER_MSGS);
     p->buf.nserver_msgs = 0;
     p->buf.worker_fill = 0;
-    size_t wcap = 0, fl = align64(p->geo.nelems * sizeof(float));
+    size_t wcap = 0, fl = terse__align64(p->geo.nelems * sizeof(float));
     for (int r = 0; r < p->geo.nparts; r++)
         wcap += p->geo.own_cap[r];
-    wcap = align64(wcap);
+    wcap = terse__align64(wcap);
     int werr = p->geo.any_werr && !p->buf.direct_werr,
         serr = p->call.double_way && !p->buf.direct_serr;
     int dense = (flags & TERSE_CPLAN_DENSE) != 0;
-    size_t total = 2 * wcap + (size_t)p->geo.nparts * align64(rcap) + fl;
+    size_t total = 2 * wcap + (size_t)p->geo.nparts * terse__align64(rcap) + fl;
     total += (p->buf.direct_out ? 0 : fl) + (werr ? fl : 0) + (serr ? fl : 0) + (dense ? fl : 0);
     uint8_t *m = terse__req_scratch(req, total + 64);
     if (!m)
         return req->status;
-    m = (uint8_t *)align64((size_t)m);
+    m = (uint8_t *)terse__align64((size_t)m);
     p->buf.worker_msg = m, m += wcap;
     p->buf.server_msg = m, m += wcap;
     for (int r = 0; r < p->geo.nparts; r++)
-        p->buf.recv[r] = m, m += align64(rcap);
+        p->buf.recv[r] = m, m += terse__align64(rcap);
     p->buf.acc = (float *)m, m += fl;
     p->buf.out = p->buf.direct_out ? NULL : (float *)m, m += p->buf.direct_out ? 0 : fl;
     p->buf.werr = werr ? (float *)m : NULL, m += werr ? fl : 0;

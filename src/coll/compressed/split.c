@@ -112,11 +112,6 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-static size_t align64(size_t x)
-{
-    return (x + 63) & ~(size_t)63;
-}
-
 /* R1: compress, send each owner its slice's pairs (this rank's own part stays in the area). */
 static terse_status_t post_parts(terse_request_h req)
 {
@@ -149,15 +144,15 @@ static terse_status_t post_parts(terse_request_h req)
         local_k += shared(&s->blk[b]) ? 0 : s->blk[b].k;
     if (terse__cplan_layout(req, rcap, TERSE_CPLAN_SERVER_MSGS) != TERSE_OK)
         return req->status;
-    size_t sz[6] = {align64(send_sz), align64(keys_sz), align64(SPL_EDGES * SPL_BOUND * (size_t)K),
-                    align64(8 * local_k), align64(8 * total_k), align64(4 * total_k)};
+    size_t sz[6] = {terse__align64(send_sz), terse__align64(keys_sz), terse__align64(SPL_EDGES * SPL_BOUND * (size_t)K),
+                    terse__align64(8 * local_k), terse__align64(8 * total_k), terse__align64(4 * total_k)};
     size_t total = 64 + sizeof(size_t) * s->nblk;
     for (int i = 0; i < 6; i++)
         total += sz[i];
     uint8_t *m = terse__req_scratch2(req, total);
     if (!m)
         return req->status;
-    m = (uint8_t *)align64((size_t)m);
+    m = (uint8_t *)terse__align64((size_t)m);
     s->send = m, m += sz[0];
     s->keys = m, m += sz[1];
     s->bound = m, m += sz[2];
